@@ -1,0 +1,54 @@
+"""Stream any ASGI app from AWS Lambda, in-process, with no sidecar.
+
+Run it with the runtime loop (``lambda-asgi-stream run main:app``, see README), or use
+``handler = Adapter(app)`` for the buffered Python managed runtime.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    AppImportError,
+    ASGIProtocolError,
+    ConfigError,
+    DeadlineExceeded,
+    EventError,
+    LambdaAsgiStreamError,
+    MalformedEventError,
+    PreludeTooLargeError,
+    ResponseError,
+    ResponseTooLargeError,
+    RuntimeAPIError,
+    RuntimeAPIStatusError,
+    StartupError,
+    StreamTruncatedError,
+    UnsupportedEventError,
+)
+from ._version import __version__
+from .adapter import Adapter
+from .config import Config
+from .events import Request, parse_event
+from .runtime_api import LambdaContext
+
+__all__ = [
+    "Adapter",
+    "AppImportError",
+    "ASGIProtocolError",
+    "Config",
+    "ConfigError",
+    "DeadlineExceeded",
+    "EventError",
+    "LambdaAsgiStreamError",
+    "LambdaContext",
+    "MalformedEventError",
+    "PreludeTooLargeError",
+    "Request",
+    "ResponseError",
+    "ResponseTooLargeError",
+    "RuntimeAPIError",
+    "RuntimeAPIStatusError",
+    "StartupError",
+    "StreamTruncatedError",
+    "UnsupportedEventError",
+    "__version__",
+    "parse_event",
+]

@@ -1,0 +1,215 @@
+"""Command line: ``lambda-asgi-stream run | invoke`` (also ``python -m lambda_asgi_stream``).
+
+``run MODULE:APP``     the runtime loop, inside Lambda (``bootstrap`` / exec wrapper call this)
+``invoke MODULE:APP``  one event through the whole streaming path on this machine, printed as it arrives
+
+Heavy or local-only modules are imported inside the command that needs them, so ``run`` (the Lambda
+cold path) imports nothing but the runtime loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ._errors import AppImportError, ConfigError, LambdaAsgiStreamError
+
+logger = logging.getLogger("lambda_asgi_stream")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lambda-asgi-stream",
+        description="Stream an ASGI app from AWS Lambda.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="serve the app from the Lambda Runtime API (inside Lambda)")
+    run.add_argument("app", nargs="?", help="MODULE:APP (default: the _HANDLER variable)")
+    run.set_defaults(func=_cmd_run)
+
+    invoke = sub.add_parser("invoke", help="run one event through the streaming path and print it")
+    invoke.add_argument("app", help="MODULE:APP, e.g. examples.hello:app")
+    invoke.add_argument("--event", required=True, help="event JSON file ('-' for stdin)")
+    invoke.add_argument("--buffered", action="store_true", help="buffered invoke mode: print the dict")
+    invoke.add_argument("--timeout", type=float, default=30.0, help="function timeout, seconds")
+    invoke.set_defaults(func=_cmd_invoke)
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lambda_asgi_stream").setLevel(level)
+
+
+def _handler_target(value: str | None) -> str:
+    target = value or os.environ.get("_HANDLER", "")
+    if target and ":" not in target and "." in target:
+        # Lambda's console wants `module.attr`; uvicorn's form is `module:attr`. Accept both.
+        module, _, attr = target.rpartition(".")
+        target = f"{module}:{attr}"
+    return target
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .config import Config
+    from .runtime import LambdaRuntime, report_init_error
+
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        _setup_logging("INFO")
+        logger.error("%s", exc)
+        address = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
+        anyio.run(report_init_error, address, exc)
+        return 1
+    _setup_logging(config.log_level)
+    try:
+        app = _import(args.app)
+    except AppImportError as exc:
+        logger.error("%s", exc)
+        anyio.run(report_init_error, config.runtime_api, exc)
+        return 1
+    try:
+        anyio.run(LambdaRuntime(app, config).serve)
+    except LambdaAsgiStreamError as exc:
+        logger.error("runtime stopped: %s", exc)
+        return 1
+    return 0
+
+
+def _import(target: str | None) -> Any:
+    from ._importer import import_app
+
+    resolved = _handler_target(target)
+    if not resolved:
+        raise AppImportError("no app given: pass MODULE:APP or set _HANDLER")
+    return import_app(resolved)
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .config import Config
+
+    config = Config.from_env({**os.environ, "AWS_LAMBDA_RUNTIME_API": "unset:0"})
+    _setup_logging(config.log_level)
+    try:
+        app = _import(args.app)
+        event = sys.stdin.buffer.read() if args.event == "-" else _read(args.event)
+    except (AppImportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    mode = "BUFFERED" if args.buffered else "RESPONSE_STREAM"
+    result: int = anyio.run(_invoke, app, event, config, mode, args.timeout, sys.stdout)
+    return result
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+async def _invoke(app: Any, event: bytes, config: Any, mode: str, timeout: float, out: TextIO) -> int:
+    import dataclasses
+    import json
+    import time
+
+    import anyio
+
+    from .encoder import PreludeDecoder
+    from .local_api import BufferedResult, InvocationFailed, LocalRuntimeAPI, StreamData, StreamEnd
+    from .runtime import LambdaRuntime
+
+    api = LocalRuntimeAPI()
+    status = 1
+    failure: list[BaseException] = []
+
+    async def run_runtime(address: str, cancel: anyio.CancelScope) -> None:
+        cfg = dataclasses.replace(config, runtime_api=address, invoke_mode=mode, max_concurrency=1)
+        try:
+            await LambdaRuntime(app, cfg, handle_signals=False).serve()
+        except LambdaAsgiStreamError as exc:
+            failure.append(exc)
+            cancel.cancel()
+
+    async with anyio.create_task_group() as group:
+        address = await group.start(api.serve, "127.0.0.1", 0)
+        group.start_soon(run_runtime, address, group.cancel_scope)
+        started = time.perf_counter()
+        decoder = PreludeDecoder()
+        chunks = 0
+        size = 0
+
+        def stamp() -> str:
+            return f"+{(time.perf_counter() - started) * 1000:8.1f} ms"
+
+        async for item in api.invoke(event, timeout_s=timeout):
+            if isinstance(item, StreamData):
+                had_prelude = decoder.prelude is not None
+                body = decoder.feed(item.data)
+                if not had_prelude and decoder.prelude is not None:
+                    p = decoder.prelude
+                    print(f"{stamp()}  status {p.status}", file=out)
+                    for name, value in p.headers:
+                        print(f"{'':13}  header {name}: {value}", file=out)
+                    for cookie in p.cookies:
+                        print(f"{'':13}  cookie {cookie}", file=out)
+                if body:
+                    chunks += 1
+                    size += len(body)
+                    print(f"{stamp()}  chunk {chunks} ({len(body)} bytes): {_show(body)}", file=out)
+            elif isinstance(item, StreamEnd):
+                if item.error is None:
+                    print(f"{stamp()}  end: complete ({chunks} chunks, {size} bytes)", file=out)
+                    status = 0
+                else:
+                    print(
+                        f"{stamp()}  end: ERROR {item.error[0]}: {_error_text(item.error[1])}",
+                        file=out,
+                    )
+            elif isinstance(item, BufferedResult):
+                print(json.dumps(item.payload, indent=2), file=out)
+                status = 0
+            elif isinstance(item, InvocationFailed):
+                print(
+                    f"{stamp()}  invocation error {item.error_type}: {_error_text(item.payload)}",
+                    file=out,
+                )
+            out.flush()
+        group.cancel_scope.cancel()
+    for exc in failure:
+        print(f"init error: {exc}", file=out)
+    return status
+
+
+def _show(body: bytes, limit: int = 120) -> str:
+    text = repr(body[:limit])
+    return text + (" ..." if len(body) > limit else "")
+
+
+def _error_text(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return str(detail.get("errorMessage", detail))
+    return str(detail)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

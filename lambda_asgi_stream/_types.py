@@ -1,0 +1,69 @@
+"""Typed shapes of the values that cross our boundaries.
+
+ASGI messages and scopes follow the ASGI 3 HTTP spec (asgi.readthedocs.io, "HTTP & WebSocket ASGI Message
+Format", spec_version 2.3). Lambda events stay plain ``dict[str, Any]``: they are parsed field by field in
+``events/`` and every field is checked there, so a TypedDict would only promise what the JSON may not keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Literal, TypedDict
+
+LambdaEvent = dict[str, Any]
+Headers = list[tuple[bytes, bytes]]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Where the event came from. It decides the prelude shape and the buffered response shape.
+Integration = Literal["function-url", "http-api", "rest", "alb"]
+INTEGRATIONS: tuple[Integration, ...] = ("function-url", "http-api", "rest", "alb")
+
+
+class ASGIVersions(TypedDict):
+    version: str
+    spec_version: str
+
+
+class HTTPScope(TypedDict, total=False):
+    type: Literal["http"]
+    asgi: ASGIVersions
+    http_version: str
+    method: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: Iterable[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    state: dict[str, Any]
+    extensions: dict[str, dict[object, object]]
+
+
+class HTTPRequestEvent(TypedDict):
+    type: Literal["http.request"]
+    body: bytes
+    more_body: bool
+
+
+class HTTPDisconnectEvent(TypedDict):
+    type: Literal["http.disconnect"]
+
+
+class HTTPResponseStartEvent(TypedDict, total=False):
+    type: Literal["http.response.start"]
+    status: int
+    headers: Iterable[tuple[bytes, bytes]]
+    trailers: bool
+
+
+class HTTPResponseBodyEvent(TypedDict, total=False):
+    type: Literal["http.response.body"]
+    body: bytes
+    more_body: bool

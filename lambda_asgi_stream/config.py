@@ -1,0 +1,89 @@
+"""Configuration from the environment, read once at start-up. Every variable is documented in README.md.
+
+The invoke mode is configured, never guessed: Lambda does not tell a function whether its Function URL or
+API Gateway integration streams (aws-lambda-go PR #503), and a mismatch fails in confusing ways
+(lessons.md 3.16). The values mirror the Function URL ``InvokeMode`` names so the two read alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import ConfigError
+from .lifespan import LIFESPAN_MODES, LifespanMode
+
+InvokeMode = Literal["RESPONSE_STREAM", "BUFFERED"]
+
+ENV_INVOKE_MODE = "LAMBDA_ASGI_STREAM_INVOKE_MODE"
+ENV_LIFESPAN = "LAMBDA_ASGI_STREAM_LIFESPAN"
+ENV_BASE_PATH = "LAMBDA_ASGI_STREAM_BASE_PATH"
+ENV_TIMEOUT_MARGIN_MS = "LAMBDA_ASGI_STREAM_TIMEOUT_MARGIN_MS"
+ENV_LOG_LEVEL = "LAMBDA_ASGI_STREAM_LOG_LEVEL"
+
+_MODE_ALIASES: dict[str, InvokeMode] = {
+    "response_stream": "RESPONSE_STREAM",
+    "stream": "RESPONSE_STREAM",
+    "streaming": "RESPONSE_STREAM",
+    "buffered": "BUFFERED",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Settings of the runtime loop. Build with :meth:`from_env` or directly in code."""
+
+    runtime_api: str = ""
+    invoke_mode: InvokeMode = "RESPONSE_STREAM"
+    lifespan: LifespanMode = "auto"
+    base_path: str = ""
+    # The app is cancelled this long before Lambda's deadline, so the stream can still be ended with a
+    # Function.Timeout trailer instead of being cut by the sandbox being stopped.
+    timeout_margin_ms: int = 500
+    max_concurrency: int = 1
+    snap_start: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read ``AWS_LAMBDA_*`` and ``LAMBDA_ASGI_STREAM_*`` variables; raise ConfigError on bad values."""
+        env = os.environ if environ is None else environ
+        return cls(
+            runtime_api=env.get("AWS_LAMBDA_RUNTIME_API", ""),
+            invoke_mode=_invoke_mode(env.get(ENV_INVOKE_MODE, "RESPONSE_STREAM")),
+            lifespan=_lifespan(env.get(ENV_LIFESPAN, "auto")),
+            base_path=env.get(ENV_BASE_PATH, ""),
+            timeout_margin_ms=_int(env, ENV_TIMEOUT_MARGIN_MS, 500, minimum=0),
+            max_concurrency=_int(env, "AWS_LAMBDA_MAX_CONCURRENCY", 1, minimum=1),
+            snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+            log_level=env.get(ENV_LOG_LEVEL, "INFO").upper(),
+        )
+
+
+def _invoke_mode(value: str) -> InvokeMode:
+    mode = _MODE_ALIASES.get(value.strip().lower())
+    if mode is None:
+        raise ConfigError(f"{ENV_INVOKE_MODE} must be RESPONSE_STREAM or BUFFERED, not {value!r}")
+    return mode
+
+
+def _lifespan(value: str) -> LifespanMode:
+    for mode in LIFESPAN_MODES:
+        if value.strip().lower() == mode:
+            return mode
+    raise ConfigError(f"{ENV_LIFESPAN} must be one of {', '.join(LIFESPAN_MODES)}, not {value!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value

@@ -1,0 +1,333 @@
+"""One ASGI HTTP request/response cycle, with the failure policy of the design (design.md 2).
+
+The cycle feeds the app its request, checks the order of the messages the app sends against a small table
+(h11's habit), and hands each step to a *responder*: :class:`StreamingResponder` turns them into the
+streaming wire format through a shell-provided :class:`StreamWriter`; :class:`BufferedResponder` collects
+a Mangum-compatible response dict. The strategy is picked once, by the caller.
+
+Failure policy (what the client and Lambda see):
+
+================================  ==========================================================
+the app ...                       result
+================================  ==========================================================
+raises before the response start  500 prelude + short body, then error trailers (so Lambda counts
+                                  the invocation as failed)
+raises after the response start   body ends where it was, then error trailers
+returns without finishing         same as a raise; the message says what was expected
+sends messages out of order       ``send()`` raises ASGIProtocolError; then same as a raise
+runs into the deadline            cancelled; 504 prelude if nothing was sent; trailers
+                                  ``Function.Timeout``
+raises after the response ended   logged, nothing sent (background work, lessons 3.17)
+================================  ==========================================================
+
+Disconnect (design.md 2): Lambda never reports a client disconnect, so ``receive()`` gives the body, then
+blocks until the response is complete, then returns ``http.disconnect`` for ever after.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from ._errors import (
+    ASGIProtocolError,
+    DeadlineExceeded,
+    ResponseError,
+    ResponseTooLargeError,
+    RuntimeAPIError,
+)
+from ._types import ASGIApp, Headers, Integration, Message, Scope
+from .encoder import (
+    DEFAULT_TEXT_MIME_TYPES,
+    MAX_BUFFERED_RESPONSE_BYTES,
+    buffered_response,
+    build_prelude,
+    error_trailers,
+)
+
+logger = logging.getLogger("lambda_asgi_stream")
+
+_ERROR_BODY = b"Internal Server Error"
+_TIMEOUT_BODY = b"Gateway Timeout"
+_PLAIN = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class StreamWriter(Protocol):
+    """Where a streamed response's bytes go: the Runtime API POST, a test transport, a recorder.
+
+    ``write`` returns once the bytes are handed on (backpressure); ``close`` ends the stream, with the
+    error trailers when the invocation failed (an empty list for a clean end).
+    """
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self, trailers: Headers) -> None: ...
+
+
+class Responder(Protocol):
+    started: bool
+
+    async def start(self, status: int, headers: Headers) -> None: ...
+
+    async def body(self, data: bytes) -> None: ...
+
+    async def complete(self) -> None: ...
+
+    async def fail(self, exc: BaseException) -> None: ...
+
+
+@dataclass(slots=True)
+class ResponseStats:
+    """What one response did, for the per-invocation log line."""
+
+    status: int | None = None
+    first_byte_at: float | None = None
+    bytes: int = 0
+    chunks: int = 0
+
+
+class StreamingResponder:
+    """Prelude at ``http.response.start``, each body message on the wire at once, trailers on failure."""
+
+    def __init__(self, writer: StreamWriter, integration: Integration) -> None:
+        self.writer = writer
+        self.integration = integration
+        self.started = False
+        self.stats = ResponseStats()
+
+    async def start(self, status: int, headers: Headers) -> None:
+        prelude = build_prelude(status, headers, self.integration)
+        await self.writer.write(prelude)
+        self.started = True
+        self.stats.status = status
+        self.stats.first_byte_at = time.perf_counter()
+
+    async def body(self, data: bytes) -> None:
+        await self.writer.write(data)
+        self.stats.bytes += len(data)
+        self.stats.chunks += 1
+
+    async def complete(self) -> None:
+        await self.writer.close([])
+
+    async def fail(self, exc: BaseException) -> None:
+        if not self.started:
+            timeout = isinstance(exc, DeadlineExceeded)
+            status, text = (504, _TIMEOUT_BODY) if timeout else (500, _ERROR_BODY)
+            await self.writer.write(build_prelude(status, _PLAIN, self.integration) + text)
+            self.started = True
+            self.stats.status = status
+            self.stats.first_byte_at = time.perf_counter()
+        await self.writer.close(error_trailers(exc))
+
+
+class BufferedResponder:
+    """Collects the whole response for a buffered Lambda return value (Mangum-compatible shape)."""
+
+    def __init__(
+        self,
+        integration: Integration,
+        *,
+        multi_value_headers: bool,
+        text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
+    ) -> None:
+        self.integration = integration
+        self.multi_value_headers = multi_value_headers
+        self.text_mime_types = text_mime_types
+        self.started = False
+        self.stats = ResponseStats()
+        self._headers: Headers = []
+        self._body = bytearray()
+        self._response: dict[str, Any] | None = None
+        self._failure: BaseException | None = None
+
+    async def start(self, status: int, headers: Headers) -> None:
+        self.started = True
+        self.stats.status = status
+        self.stats.first_byte_at = time.perf_counter()
+        self._headers = headers
+
+    async def body(self, data: bytes) -> None:
+        self._body += data
+        self.stats.bytes += len(data)
+        self.stats.chunks += 1
+        if len(self._body) > MAX_BUFFERED_RESPONSE_BYTES:
+            # Stop holding a body Lambda will refuse anyway (6 MB buffered limit) instead of growing.
+            raise ResponseTooLargeError(
+                f"buffered response body passed {MAX_BUFFERED_RESPONSE_BYTES} bytes; Lambda returns at "
+                "most 6 MB buffered. Stream it instead (invoke mode RESPONSE_STREAM)."
+            )
+
+    async def complete(self) -> None:
+        assert self.stats.status is not None
+        self._response = self._encode(self.stats.status, self._headers, bytes(self._body))
+        self._body = bytearray()
+
+    async def fail(self, exc: BaseException) -> None:
+        if self.started:
+            # Half a buffered response must never pass for a whole one: fail the invocation instead.
+            self._failure = exc
+            return
+        status, text = (504, _TIMEOUT_BODY) if isinstance(exc, DeadlineExceeded) else (500, _ERROR_BODY)
+        self.stats.status = status
+        self._response = self._encode(status, _PLAIN, text)
+
+    def _encode(self, status: int, headers: Headers, body: bytes) -> dict[str, Any]:
+        return buffered_response(
+            status,
+            headers,
+            body,
+            self.integration,
+            multi_value_headers=self.multi_value_headers,
+            text_mime_types=self.text_mime_types,
+        )
+
+    def result(self) -> dict[str, Any]:
+        """The response dict; raises the app's error when the response was cut after it started."""
+        if self._failure is not None:
+            raise self._failure
+        if self._response is None:
+            raise ASGIProtocolError("no response was produced")
+        return self._response
+
+
+class _State(enum.Enum):
+    START = "waiting for http.response.start"
+    BODY = "streaming http.response.body"
+    DONE = "response complete"
+
+
+# What the app may send in each state (ASGI HTTP spec, "Response Start" and "Response Body").
+_ALLOWED: dict[_State, frozenset[str]] = {
+    _State.START: frozenset({"http.response.start"}),
+    _State.BODY: frozenset({"http.response.body"}),
+    _State.DONE: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    """How the cycle ended: ``complete``, ``error`` or ``timeout``, with the error that ended it."""
+
+    end: str
+    error: BaseException | None
+    late_error: BaseException | None = None
+
+
+class HTTPCycle:
+    """Run one request through an ASGI app into a responder.
+
+    >>> responder = BufferedResponder("function-url", multi_value_headers=False)  # doctest: +SKIP
+    >>> await HTTPCycle(scope, b"", responder).run(app)                          # doctest: +SKIP
+    >>> responder.result()["statusCode"]                                         # doctest: +SKIP
+    200
+    """
+
+    def __init__(self, scope: Scope, body: bytes, responder: Responder) -> None:
+        self.scope = scope
+        self.body = body
+        self.responder = responder
+        self.state = _State.START
+        self._request_sent = False
+        self._send_error: BaseException | None = None
+        self._transport_error: RuntimeAPIError | None = None
+        self._done = anyio.Event()
+
+    async def run(self, app: ASGIApp, *, deadline: float | None = None) -> CycleResult:
+        """Run ``app``; ``deadline`` is an ``anyio.current_time()`` after which the app is cancelled."""
+        app_error: Exception | None = None
+        with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as scope:
+            try:
+                await app(self.scope, self._receive, self._send)
+            except Exception as exc:
+                app_error = exc
+        self._done.set()
+        if self._transport_error is not None:
+            raise self._transport_error
+        if self.state is _State.DONE:
+            return self._after_complete(app_error, scope.cancelled_caught)
+        error = self._failure(app_error, scope.cancelled_caught)
+        await self.responder.fail(error)
+        end = "timeout" if isinstance(error, DeadlineExceeded) else "error"
+        return CycleResult(end, error)
+
+    def _failure(self, app_error: Exception | None, timed_out: bool) -> BaseException:
+        if timed_out:
+            return DeadlineExceeded(f"the app was cancelled at the invocation deadline ({self.state.value})")
+        if self._send_error is not None:
+            return self._send_error
+        if app_error is not None:
+            return app_error
+        return ASGIProtocolError(
+            f"the app returned while {self.state.value}; expected "
+            + ("http.response.start" if self.state is _State.START else "a final http.response.body")
+            + " (more_body=False)"
+        )
+
+    def _after_complete(self, app_error: Exception | None, timed_out: bool) -> CycleResult:
+        late = app_error or (
+            DeadlineExceeded("background work cancelled at the deadline") if timed_out else None
+        )
+        if late is not None:
+            logger.error("error after the response was complete (not sent)", exc_info=late)
+        return CycleResult("complete", None, late)
+
+    async def _receive(self) -> Message:
+        if not self._request_sent:
+            self._request_sent = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        await self._done.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind not in _ALLOWED[self.state]:
+            if self.state is _State.DONE and kind == "http.response.trailers":
+                return  # Lambda has no way to forward response trailers; we never advertise them.
+            raise self._protocol_error(
+                f"expected {' or '.join(sorted(_ALLOWED[self.state])) or 'nothing more'} "
+                f"({self.state.value}), but the app sent {kind!r}"
+            )
+        try:
+            if kind == "http.response.start":
+                await self._start(message)
+            else:
+                await self._body(message)
+        except RuntimeAPIError as exc:
+            self._transport_error = exc
+            raise
+        except ResponseError as exc:
+            self._send_error = self._send_error or exc
+            raise
+
+    async def _start(self, message: Message) -> None:
+        status = message.get("status")
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise self._protocol_error(f"http.response.start needs an int status, got {status!r}")
+        try:
+            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
+        except (TypeError, ValueError) as exc:
+            raise self._protocol_error(f"http.response.start headers must be byte pairs: {exc}") from exc
+        self.state = _State.BODY
+        await self.responder.start(status, headers)
+
+    async def _body(self, message: Message) -> None:
+        body = message.get("body", b"")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise self._protocol_error(f"http.response.body needs bytes, got {type(body).__name__}")
+        if body:
+            await self.responder.body(bytes(body))
+        if not message.get("more_body", False):
+            await self.responder.complete()
+            self.state = _State.DONE
+            self._done.set()
+
+    def _protocol_error(self, text: str) -> ASGIProtocolError:
+        error = ASGIProtocolError(text)
+        self._send_error = self._send_error or error
+        return error

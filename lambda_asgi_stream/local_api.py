@@ -1,0 +1,323 @@
+"""A Lambda Runtime API server on loopback (anyio + h11), for ``invoke`` and the local emulator.
+
+It speaks the same protocol Lambda's RAPID does (protocol.md 1.1-2.4): ``next`` long-polls for an
+invocation, ``.../response`` takes a buffered JSON body or a chunked streaming body with error trailers,
+``.../error`` and ``/runtime/init/error`` take error reports. It is built on h11 rather than an ASGI
+server because ASGI cannot see request trailers, and the trailers are how a streamed invocation fails.
+
+Each streamed chunk is handed to the caller as it arrives (no buffering of the body), and the server does
+not read more from the runtime until the caller has taken the previous chunk, so a slow consumer slows the
+runtime down the way Lambda's bandwidth limit does.
+
+Not on the Lambda cold path: the runtime loop never imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import h11
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import runtime_api
+from ._types import Headers
+from .encoder import read_error_trailers
+
+logger = logging.getLogger("lambda_asgi_stream.local")
+
+_PREFIX = f"/{runtime_api.API_VERSION}/runtime"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """Bytes of a streamed response body (prelude included: decode with ``PreludeDecoder``)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The streamed response ended; ``error`` is (type, detail) when trailers reported a failure."""
+
+    trailers: Headers
+    error: tuple[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedResult:
+    """A buffered (non-streaming) response: the JSON document the function returned."""
+
+    payload: Any
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationFailed:
+    """The runtime reported the invocation on ``.../error``."""
+
+    error_type: str
+    payload: Any
+
+
+InvocationEvent = StreamData | StreamEnd | BufferedResult | InvocationFailed
+
+
+@dataclass
+class _Pending:
+    request_id: str
+    event: bytes
+    deadline_ms: int
+    send: MemoryObjectSendStream[InvocationEvent]
+    receive: MemoryObjectReceiveStream[InvocationEvent]
+    taken_at: float | None = None
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class LocalRuntimeAPI:
+    """Serve the Runtime API on a listener; feed it invocations with :meth:`invoke`.
+
+    >>> api = LocalRuntimeAPI()                                       # doctest: +SKIP
+    >>> async with anyio.create_task_group() as tg:                   # doctest: +SKIP
+    ...     address = await tg.start(api.serve, "127.0.0.1", 0)
+    ...     async for item in api.invoke(b'{"version": "2.0", ...}'):
+    ...         print(item)
+    """
+
+    def __init__(self, function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local") -> None:
+        self.function_arn = function_arn
+        self._queue_send, self._queue_receive = anyio.create_memory_object_stream[_Pending](1000)
+        self._by_id: dict[str, _Pending] = {}
+        self.init_errors: list[InvocationFailed] = []
+        self.init_error_event: anyio.Event | None = None
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen and serve until cancelled; reports ``host:port`` through ``task_status``."""
+        self.init_error_event = anyio.Event()
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        async with listener:
+            sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
+            task_status.started(f"{sockname[0]}:{sockname[1]}")
+            await listener.serve(self._connection)
+
+    async def invoke(
+        self, event: bytes, *, timeout_s: float = 900.0, request_id: str | None = None
+    ) -> AsyncIterator[InvocationEvent]:
+        """Queue one invocation and yield what the runtime sends back, as it arrives."""
+        send, receive = anyio.create_memory_object_stream[InvocationEvent](0)
+        pending = _Pending(
+            request_id=request_id or str(uuid.uuid4()),
+            event=event,
+            deadline_ms=0,
+            send=send,
+            receive=receive,
+        )
+        pending.deadline_ms = int((time.time() + timeout_s) * 1000)
+        self._by_id[pending.request_id] = pending
+        await self._queue_send.send(pending)
+        try:
+            async with receive:
+                async for item in receive:
+                    yield item
+                    if not isinstance(item, StreamData):
+                        return
+        finally:
+            self._by_id.pop(pending.request_id, None)
+
+    # --- the server side --------------------------------------------------------------------------
+
+    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        async with stream:
+            try:
+                while True:
+                    request = await _next_event(conn, stream)
+                    if not isinstance(request, h11.Request):
+                        return
+                    await self._route(conn, stream, request)
+                    if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                        return
+                    conn.start_next_cycle()
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                h11.ProtocolError,
+                OSError,
+            ) as exc:
+                logger.debug("runtime connection ended: %s", exc)
+
+    async def _route(self, conn: h11.Connection, stream: anyio.abc.SocketStream, req: h11.Request) -> None:
+        target = req.target.decode("latin-1")
+        method = req.method.decode("latin-1")
+        if method == "GET" and target == f"{_PREFIX}/invocation/next":
+            await _drain_body(conn, stream)
+            await self._next(conn, stream)
+            return
+        if method == "POST" and target == f"{_PREFIX}/init/error":
+            body = await _read_body(conn, stream)
+            self.init_errors.append(
+                InvocationFailed(_header(req, "lambda-runtime-function-error-type"), _json(body))
+            )
+            if self.init_error_event is not None:
+                self.init_error_event.set()
+            await _reply(conn, stream, 202, {"status": "OK"})
+            return
+        parts = target.split("/")
+        # /2018-06-01/runtime/invocation/{id}/{response|error}
+        if method == "POST" and len(parts) == 6 and parts[3] == "invocation":
+            pending = self._by_id.get(_unquote(parts[4]))
+            if pending is None:
+                await _drain_body(conn, stream)
+                await _reply(
+                    conn,
+                    stream,
+                    400,
+                    {"errorMessage": "unknown request id", "errorType": "InvalidRequestID"},
+                )
+                return
+            if parts[5] == "response":
+                await self._response(conn, stream, req, pending)
+                return
+            if parts[5] == "error":
+                body = await _read_body(conn, stream)
+                failed = InvocationFailed(_header(req, "lambda-runtime-function-error-type"), _json(body))
+                await _deliver(pending, failed)
+                await _reply(conn, stream, 202, {"status": "OK"})
+                return
+        await _drain_body(conn, stream)
+        await _reply(conn, stream, 404, {"errorMessage": f"no route for {method} {target}"})
+
+    async def _next(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> None:
+        pending = await self._queue_receive.receive()
+        pending.taken_at = time.perf_counter()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Lambda-Runtime-Aws-Request-Id", pending.request_id),
+            ("Lambda-Runtime-Deadline-Ms", str(pending.deadline_ms)),
+            ("Lambda-Runtime-Invoked-Function-Arn", self.function_arn),
+            (
+                "Lambda-Runtime-Trace-Id",
+                f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+            ),
+            ("Content-Length", str(len(pending.event))),
+            *pending.extra_headers,
+        ]
+        await stream.send(conn.send(h11.Response(status_code=200, headers=headers)))
+        await stream.send(conn.send(h11.Data(data=pending.event)))
+        await stream.send(conn.send(h11.EndOfMessage()))
+
+    async def _response(
+        self,
+        conn: h11.Connection,
+        stream: anyio.abc.SocketStream,
+        req: h11.Request,
+        pending: _Pending,
+    ) -> None:
+        mode = _header(req, "lambda-runtime-function-response-mode")
+        if mode and mode != "streaming":
+            await _drain_body(conn, stream)
+            await _reply(conn, stream, 400, {"errorType": "Runtime.InvalidResponseModeHeader"})
+            await _deliver(pending, InvocationFailed("Runtime.InvalidResponseModeHeader", None))
+            return
+        if mode != "streaming":
+            body = await _read_body(conn, stream)
+            result = BufferedResult(_json(body), _header(req, "content-type"))
+            await _deliver(pending, result)
+            await _reply(conn, stream, 202, {"status": "OK"})
+            return
+        consumer_gone = False
+        while True:
+            event = await _next_event(conn, stream)
+            if isinstance(event, h11.Data):
+                if not consumer_gone:
+                    consumer_gone = not await _deliver(pending, StreamData(bytes(event.data)))
+            elif isinstance(event, h11.EndOfMessage):
+                trailers = list(event.headers)
+                await _deliver(pending, StreamEnd(trailers, read_error_trailers(trailers)))
+                break
+            else:
+                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} in a response body")
+        await _reply(conn, stream, 202, {"status": "OK"})
+
+
+async def _deliver(pending: _Pending, item: InvocationEvent) -> bool:
+    """Hand an item to the invoker; False when it stopped listening (the bytes are then dropped)."""
+    try:
+        await pending.send.send(item)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return False
+    if not isinstance(item, StreamData):
+        pending.send.close()
+    return True
+
+
+async def _next_event(conn: h11.Connection, stream: anyio.abc.SocketStream) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            data = await stream.receive(256 * 1024)
+        except anyio.EndOfStream:
+            data = b""
+        conn.receive_data(data)
+
+
+async def _read_body(conn: h11.Connection, stream: anyio.abc.SocketStream) -> bytes:
+    body = bytearray()
+    while True:
+        event = await _next_event(conn, stream)
+        if isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        else:
+            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} in a request body")
+
+
+async def _drain_body(conn: h11.Connection, stream: anyio.abc.SocketStream) -> None:
+    await _read_body(conn, stream)
+
+
+async def _reply(conn: h11.Connection, stream: anyio.abc.SocketStream, status: int, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    await stream.send(
+        conn.send(h11.Response(status_code=status, headers=headers))
+        + conn.send(h11.Data(data=body))
+        + conn.send(h11.EndOfMessage())
+    )
+
+
+def _header(req: h11.Request, name: str) -> str:
+    wanted = name.encode()
+    for key, value in req.headers:
+        if key == wanted:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+def _unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)

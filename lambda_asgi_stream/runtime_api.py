@@ -1,0 +1,223 @@
+"""The Lambda Runtime API as values: request paths and headers, invocations, the Lambda context. No I/O.
+
+Every call the runtime loop makes is built here as an :class:`APIRequest`, so it can be checked without a
+server (the Rust runtime's ``requests.rs`` habit); the header names live here and nowhere else (the Go
+runtime's ``runtime_api_client.go``). Paths and headers: protocol.md 1.1-1.2 and 2.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ._errors import RuntimeAPIError
+from ._version import __version__
+from .encoder import (
+    ERROR_BODY_TRAILER,
+    ERROR_TYPE_TRAILER,
+    PRELUDE_CONTENT_TYPE,
+    error_payload,
+    function_error_type,
+)
+
+API_VERSION = "2018-06-01"
+
+REQUEST_ID = "lambda-runtime-aws-request-id"
+DEADLINE_MS = "lambda-runtime-deadline-ms"
+FUNCTION_ARN = "lambda-runtime-invoked-function-arn"
+TRACE_ID = "lambda-runtime-trace-id"
+CLIENT_CONTEXT = "lambda-runtime-client-context"
+COGNITO_IDENTITY = "lambda-runtime-cognito-identity"
+TENANT_ID = "lambda-runtime-aws-tenant-id"
+
+RESPONSE_MODE = "Lambda-Runtime-Function-Response-Mode"
+ERROR_TYPE = ERROR_TYPE_TRAILER  # a header on /error, a trailer on a streamed /response
+
+USER_AGENT = f"lambda-asgi-stream/{__version__} (python/{sys.version_info[0]}.{sys.version_info[1]})"
+
+
+@dataclass(frozen=True, slots=True)
+class APIRequest:
+    """One Runtime API call. ``body is None`` means a chunked body the caller streams."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None = b""
+    expected_status: int = 202
+
+
+def _base_headers() -> tuple[tuple[str, str], ...]:
+    return (("User-Agent", USER_AGENT),)
+
+
+def next_invocation() -> APIRequest:
+    """``GET .../invocation/next``: the long poll. Never put a timeout on it (runtimes-api docs)."""
+    return APIRequest("GET", f"/{API_VERSION}/runtime/invocation/next", _base_headers(), b"", 200)
+
+
+def restore_next() -> APIRequest:
+    """``GET .../restore/next``: SnapStart's wait for the restore, before the first ``next``."""
+    return APIRequest("GET", f"/{API_VERSION}/runtime/restore/next", _base_headers(), b"", 200)
+
+
+def _invocation_path(request_id: str, action: str) -> str:
+    # The Node client URL-encodes the id (protocol.md 1.2); ids are UUIDs today, but a path must stay a path.
+    return f"/{API_VERSION}/runtime/invocation/{quote(request_id, safe='')}/{action}"
+
+
+def streaming_response(request_id: str) -> APIRequest:
+    """The streaming ``POST .../response``: chunked body, error trailers declared up front.
+
+    Headers as AWS's Node client sends them (shared golden captures): the response mode, the prelude
+    content type and one ``Trailer`` line per trailer.
+    """
+    headers = (
+        *_base_headers(),
+        (RESPONSE_MODE, "streaming"),
+        ("Content-Type", PRELUDE_CONTENT_TYPE),
+        ("Transfer-Encoding", "chunked"),
+        ("Trailer", ERROR_TYPE_TRAILER),
+        ("Trailer", ERROR_BODY_TRAILER),
+    )
+    return APIRequest("POST", _invocation_path(request_id, "response"), headers, None)
+
+
+def buffered_response(request_id: str, payload: Any) -> APIRequest:
+    """The buffered ``POST .../response`` with a JSON document."""
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    headers = (*_base_headers(), ("Content-Type", "application/json"))
+    return APIRequest("POST", _invocation_path(request_id, "response"), headers, body)
+
+
+def _error_request(path: str, exc: BaseException) -> APIRequest:
+    body = json.dumps(error_payload(exc), separators=(",", ":")).encode("utf-8")
+    headers = (
+        *_base_headers(),
+        ("Content-Type", "application/json"),
+        (ERROR_TYPE, function_error_type(exc)),
+    )
+    return APIRequest("POST", path, headers, body)
+
+
+def invocation_error(request_id: str, exc: BaseException) -> APIRequest:
+    """``POST .../error``: the invocation failed before any response was sent."""
+    return _error_request(_invocation_path(request_id, "error"), exc)
+
+
+def init_error(exc: BaseException) -> APIRequest:
+    """``POST /runtime/init/error``: the app could not be imported or its lifespan startup failed."""
+    return _error_request(f"/{API_VERSION}/runtime/init/error", exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What ``next`` delivered: the event bytes and the per-invocation headers."""
+
+    request_id: str
+    deadline_ms: int
+    event: bytes = field(repr=False)
+    invoked_function_arn: str = ""
+    trace_id: str = ""
+    client_context: str = ""
+    cognito_identity: str = ""
+    tenant_id: str = ""
+
+    @classmethod
+    def from_next(cls, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Invocation:
+        """Build from the raw ``next`` reply. A reply without a request id is a Runtime API fault."""
+        found = {bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1") for k, v in headers}
+        request_id = found.get(REQUEST_ID, "")
+        if not request_id:
+            raise RuntimeAPIError(f"next reply carries no {REQUEST_ID} header")
+        try:
+            deadline_ms = int(found.get(DEADLINE_MS, "0"))
+        except ValueError:
+            deadline_ms = 0
+        return cls(
+            request_id=request_id,
+            deadline_ms=deadline_ms,
+            event=body,
+            invoked_function_arn=found.get(FUNCTION_ARN, ""),
+            trace_id=found.get(TRACE_ID, ""),
+            client_context=found.get(CLIENT_CONTEXT, ""),
+            cognito_identity=found.get(COGNITO_IDENTITY, ""),
+            tenant_id=found.get(TENANT_ID, ""),
+        )
+
+    def remaining_ms(self, now_ms: float | None = None) -> int:
+        """Milliseconds left before Lambda stops this invocation (0 once past, or with no deadline)."""
+        if not self.deadline_ms:
+            return 0
+        now = time.time() * 1000 if now_ms is None else now_ms
+        return max(0, int(self.deadline_ms - now))
+
+
+class CognitoIdentity:
+    """``context.identity`` of Lambda's Python runtime."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.cognito_identity_id = raw.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = raw.get("cognitoIdentityPoolId")
+
+
+class ClientContext:
+    """``context.client_context`` of Lambda's Python runtime."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.client = raw.get("client")
+        self.custom = raw.get("custom")
+        self.env = raw.get("env")
+
+
+def _json_object(text: str) -> Mapping[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class LambdaContext:
+    """The ``context`` Lambda's Python runtime passes to handlers, built from an :class:`Invocation`.
+
+    Apps reach it as ``scope["aws.context"]`` (Mangum's key)::
+
+        remaining = request.scope["aws.context"].get_remaining_time_in_millis()
+    """
+
+    def __init__(self, invocation: Invocation, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self._invocation = invocation
+        self.aws_request_id = invocation.request_id
+        self.invoked_function_arn = invocation.invoked_function_arn
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.tenant_id = invocation.tenant_id or None
+        self.xray_trace_id = invocation.trace_id or None
+        identity = _json_object(invocation.cognito_identity)
+        client = _json_object(invocation.client_context)
+        self.identity = CognitoIdentity(identity) if identity is not None else None
+        self.client_context = ClientContext(client) if client is not None else None
+
+    @property
+    def deadline_ms(self) -> int:
+        return self._invocation.deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds until Lambda stops this invocation, like the managed runtime's context."""
+        return self._invocation.remaining_ms()
+
+    def __repr__(self) -> str:
+        return f"LambdaContext(aws_request_id={self.aws_request_id!r})"

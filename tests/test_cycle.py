@@ -1,0 +1,300 @@
+"""The ASGI cycle and its failure policy, with tiny inline apps and a recording writer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+
+from lambda_asgi_stream._types import Message, Receive, Scope, Send
+from lambda_asgi_stream.cycle import BufferedResponder, HTTPCycle, StreamingResponder
+from lambda_asgi_stream.encoder import decode_stream, read_error_trailers
+
+pytestmark = pytest.mark.anyio
+
+SCOPE: dict[str, Any] = {"type": "http", "method": "GET", "path": "/", "headers": []}
+
+
+class Recorder:
+    """A StreamWriter that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+
+    async def write(self, data: bytes) -> None:
+        assert self.trailers is None, "write after close"
+        self.writes.append(data)
+
+    async def close(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        assert self.trailers is None, "closed twice"
+        self.trailers = trailers
+
+    def decoded(self) -> tuple[int, list[tuple[str, str]], bytes, tuple[str, Any] | None]:
+        prelude, body = decode_stream(b"".join(self.writes))
+        assert self.trailers is not None, "stream never closed"
+        return prelude.status, prelude.headers, body, read_error_trailers(self.trailers)
+
+
+async def run_streaming(app: Any, body: bytes = b"", deadline: float | None = None) -> tuple[Recorder, Any]:
+    recorder = Recorder()
+    result = await HTTPCycle(dict(SCOPE), body, StreamingResponder(recorder, "function-url")).run(
+        app, deadline=deadline
+    )
+    return recorder, result
+
+
+def start(status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> Message:
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": headers or [(b"content-type", b"text/plain")],
+    }
+
+
+def body(data: bytes, more: bool = False) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+async def test_each_body_message_is_written_at_once() -> None:
+    seen: list[int] = []
+    recorder = Recorder()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        seen.append(len(recorder.writes))
+        await send(body(b"a", more=True))
+        seen.append(len(recorder.writes))
+        await send(body(b"", more=True))  # zero-length: writes nothing
+        seen.append(len(recorder.writes))
+        await send(body(b"b"))
+
+    result = await HTTPCycle(dict(SCOPE), b"", StreamingResponder(recorder, "function-url")).run(app)
+    assert seen == [1, 2, 2]
+    assert result.end == "complete"
+    assert recorder.decoded()[2:] == (b"ab", None)
+
+
+async def test_request_body_then_disconnect_only_after_the_response() -> None:
+    received: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        received.append(await receive())
+        with anyio.move_on_after(0.05) as waited:
+            await receive()
+        assert waited.cancelled_caught, "disconnect must not come before the response is complete"
+        await send(start())
+        await send(body(b"done"))
+        received.append(await receive())
+        received.append(await receive())
+
+    recorder, result = await run_streaming(app, body=b"payload")
+    assert received == [
+        {"type": "http.request", "body": b"payload", "more_body": False},
+        {"type": "http.disconnect"},
+        {"type": "http.disconnect"},
+    ]
+    assert result.end == "complete"
+
+
+@pytest.mark.parametrize("status", [204, 301, 304])
+async def test_body_less_response_still_sends_prelude_and_terminator(status: int) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start(status, [(b"location", b"/elsewhere")]))
+        await send(body(b""))
+
+    recorder, result = await run_streaming(app)
+    assert recorder.decoded() == (status, [("location", "/elsewhere")], b"", None)
+
+
+async def test_raise_before_start_gives_500_and_error_trailers() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise KeyError("nope")
+
+    recorder, result = await run_streaming(app)
+    status, _, text, error = recorder.decoded()
+    assert (status, text) == (500, b"Internal Server Error")
+    assert error is not None and error[0] == "Function.KeyError"
+    assert result.end == "error" and isinstance(result.error, KeyError)
+
+
+async def test_raise_after_start_keeps_bytes_and_sends_trailers() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(body(b"partial", more=True))
+        raise RuntimeError("mid-stream")
+
+    recorder, _ = await run_streaming(app)
+    status, _, text, error = recorder.decoded()
+    assert (status, text) == (200, b"partial")
+    assert error is not None and error[0] == "Function.RuntimeError"
+    assert error[1]["errorMessage"] == "mid-stream"
+    assert b"mid-stream" not in b"".join(recorder.writes), "error text must never go into the body"
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        ([], "expected http.response.start"),
+        ([start()], "expected a final http.response.body"),
+        ([start(), body(b"x", more=True)], "expected a final http.response.body"),
+    ],
+)
+async def test_returning_without_finishing_is_a_failure(messages: list[Message], expected: str) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for message in messages:
+            await send(message)
+
+    recorder, result = await run_streaming(app)
+    error = recorder.decoded()[3]
+    assert error is not None and error[0] == "Function.ASGIProtocolError"
+    assert expected in error[1]["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        ([body(b"x")], "expected http.response.start"),
+        ([start(), start()], "expected http.response.body"),
+        ([start(), body(b"x"), body(b"y")], "expected nothing more"),
+        ([{"type": "http.response.start", "status": "200"}], "int status"),
+        ([start(), {"type": "http.response.body", "body": "text"}], "needs bytes"),
+    ],
+)
+async def test_out_of_order_messages_raise_in_send_and_fail_the_stream(
+    messages: list[Message], fragment: str
+) -> None:
+    raised: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for message in messages:
+            try:
+                await send(message)
+            except RuntimeError as exc:  # ASGIProtocolError is a RuntimeError, as in uvicorn
+                raised.append(exc)
+                return  # the app swallows it: the cycle must still report it
+
+    recorder, result = await run_streaming(app)
+    assert raised and fragment in str(raised[0])
+    if result.end == "complete":
+        # Only a message after a finished response: the response itself is whole.
+        assert "nothing more" in fragment
+    else:
+        error = recorder.decoded()[3]
+        assert error is not None and error[0] == "Function.ASGIProtocolError"
+
+
+async def test_prelude_too_large_becomes_a_500() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start(200, [(b"x-big", b"y" * 20000)]))
+        await send(body(b"never"))
+
+    recorder, _ = await run_streaming(app)
+    status, _, _, error = recorder.decoded()
+    assert status == 500
+    assert error is not None and error[0] == "Function.PreludeTooLarge"
+
+
+async def test_deadline_before_start_is_504_with_timeout_trailer() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await anyio.sleep_forever()
+
+    recorder, result = await run_streaming(app, deadline=anyio.current_time() + 0.05)
+    status, _, _, error = recorder.decoded()
+    assert status == 504
+    assert error is not None and error[0] == "Function.Timeout"
+    assert result.end == "timeout"
+
+
+async def test_deadline_mid_stream_keeps_bytes_and_sends_timeout_trailer() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(body(b"tick", more=True))
+        await anyio.sleep_forever()
+
+    recorder, _ = await run_streaming(app, deadline=anyio.current_time() + 0.05)
+    status, _, text, error = recorder.decoded()
+    assert (status, text) == (200, b"tick")
+    assert error is not None and error[0] == "Function.Timeout"
+
+
+async def test_error_after_complete_is_logged_not_sent(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(body(b"whole"))
+        raise ValueError("background task failed")
+
+    recorder, result = await run_streaming(app)
+    assert recorder.decoded()[2:] == (b"whole", None)
+    assert result.end == "complete" and isinstance(result.late_error, ValueError)
+    assert "after the response was complete" in caplog.text
+
+
+async def test_response_trailers_message_is_tolerated_after_the_body() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({**start(), "trailers": True})
+        await send(body(b"x"))
+        await send(
+            {"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")], "more_trailers": False}
+        )
+
+    recorder, result = await run_streaming(app)
+    assert result.end == "complete"
+    assert recorder.decoded()[3] is None
+
+
+# --- buffered ---------------------------------------------------------------------------------------
+
+
+async def run_buffered(app: Any) -> BufferedResponder:
+    responder = BufferedResponder("function-url", multi_value_headers=False)
+    await HTTPCycle(dict(SCOPE), b"", responder).run(app)
+    return responder
+
+
+async def test_buffered_collects_the_whole_response() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start(201, [(b"content-type", b"application/json")]))
+        await send(body(b'{"a":', more=True))
+        await send(body(b"1}"))
+
+    out = (await run_buffered(app)).result()
+    assert (out["statusCode"], json.loads(out["body"])) == (201, {"a": 1})
+
+
+async def test_buffered_failure_before_start_is_a_500_response() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("x")
+
+    out = (await run_buffered(app)).result()
+    assert (out["statusCode"], out["body"]) == (500, "Internal Server Error")
+
+
+async def test_buffered_failure_after_start_raises_rather_than_truncate() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(body(b"half", more=True))
+        raise ValueError("cut")
+
+    responder = await run_buffered(app)
+    with pytest.raises(ValueError, match="cut"):
+        responder.result()
+
+
+async def test_buffered_stops_holding_a_body_over_6_mb() -> None:
+    sent = 0
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal sent
+        await send(start())
+        for _ in range(100):
+            await send(body(b"x" * 1024 * 1024, more=True))
+            sent += 1
+        await send(body(b""))
+
+    responder = await run_buffered(app)
+    assert sent <= 7  # the app's send raised as soon as the limit passed
+    with pytest.raises(Exception, match="6 MB"):
+        responder.result()
