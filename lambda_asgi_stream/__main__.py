@@ -10,6 +10,7 @@ cold path) imports nothing but the runtime loop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -41,6 +42,37 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve the app from the Lambda Runtime API (inside Lambda)")
     run.add_argument("app", nargs="?", help="MODULE:APP (default: the _HANDLER variable)")
     run.set_defaults(func=_cmd_run)
+
+    serve = sub.add_parser("serve", help="run the app locally as Lambda runs it (emulator)")
+    serve.add_argument("app", help="MODULE:APP, e.g. examples.hello.app:app")
+    serve.add_argument("--host", default="127.0.0.1", help="front door address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9000, help="front door port (default 9000; 0: any)")
+    serve.add_argument(
+        "--integration",
+        choices=["function-url", "rest", "http-api", "alb"],
+        default="function-url",
+        help="which event format the app receives (default function-url)",
+    )
+    serve.add_argument(
+        "--invoke-mode",
+        choices=["RESPONSE_STREAM", "BUFFERED"],
+        default=None,
+        help="RESPONSE_STREAM (default for function-url and rest) or BUFFERED (default for http-api, alb)",
+    )
+    serve.add_argument(
+        "--buffering",
+        choices=["lambda", "off"],
+        default="lambda",
+        help="lambda: hold small writes back as the service does (default); off: forward each write",
+    )
+    serve.add_argument(
+        "--buffer-threshold", type=int, default=100 * 1024, help="hold-back threshold, bytes (default 102400)"
+    )
+    serve.add_argument("--timeout", type=float, default=30.0, help="function timeout, seconds (default 30)")
+    serve.add_argument("--bandwidth", action="store_true", help="cap at 6 MB then 2 MB/s, as Lambda does")
+    serve.add_argument("--reload", action="store_true", help="restart the sandboxes when a .py file changes")
+    serve.add_argument("--concurrency", type=int, default=1, help="number of sandboxes (default 1)")
+    serve.set_defaults(func=_cmd_serve)
 
     invoke = sub.add_parser("invoke", help="run one event through the streaming path and print it")
     invoke.add_argument("app", help="MODULE:APP, e.g. examples.hello:app")
@@ -102,6 +134,41 @@ def _import(target: str | None) -> Any:
     if not resolved:
         raise AppImportError("no app given: pass MODULE:APP or set _HANDLER")
     return import_app(resolved)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    try:
+        from .emulator import EmulatorOptions, serve
+    except ImportError as exc:
+        print(
+            f"error: serve needs the local extra: pip install 'lambda-asgi-stream[local]' ({exc})",
+            file=sys.stderr,
+        )
+        return 1
+    _setup_logging("INFO")
+    logging.getLogger("lambda_asgi_stream.emulator").setLevel("INFO")
+    streams = args.integration in ("function-url", "rest")
+    mode = args.invoke_mode or ("RESPONSE_STREAM" if streams else "BUFFERED")
+    if mode == "RESPONSE_STREAM" and not streams:
+        print(f"note: Lambda cannot stream through {args.integration}; emulating it anyway", file=sys.stderr)
+    options = EmulatorOptions(
+        app=args.app,
+        host=args.host,
+        port=args.port,
+        integration=args.integration,
+        invoke_mode=mode,
+        buffering=args.buffering,
+        buffer_threshold=args.buffer_threshold,
+        timeout=args.timeout,
+        bandwidth=args.bandwidth,
+        reload=args.reload,
+        concurrency=max(1, args.concurrency),
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve, options)
+    return 0
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:

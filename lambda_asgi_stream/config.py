@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigError
 from .lifespan import LIFESPAN_MODES, LifespanMode
+from .padding import DEFAULT_BUDGET, DEFAULT_IDLE_MS, DEFAULT_THRESHOLD, PADDING_MODES, PaddingPolicy
+from .sse import DEFAULT_HEARTBEAT_S, SSEOptions
 
 InvokeMode = Literal["RESPONSE_STREAM", "BUFFERED"]
 
@@ -22,6 +24,12 @@ ENV_LIFESPAN = "LAMBDA_ASGI_STREAM_LIFESPAN"
 ENV_BASE_PATH = "LAMBDA_ASGI_STREAM_BASE_PATH"
 ENV_TIMEOUT_MARGIN_MS = "LAMBDA_ASGI_STREAM_TIMEOUT_MARGIN_MS"
 ENV_LOG_LEVEL = "LAMBDA_ASGI_STREAM_LOG_LEVEL"
+ENV_PADDING = "LAMBDA_ASGI_STREAM_PADDING"
+ENV_PADDING_IDLE_MS = "LAMBDA_ASGI_STREAM_PADDING_IDLE_MS"
+ENV_PADDING_THRESHOLD = "LAMBDA_ASGI_STREAM_PADDING_THRESHOLD"
+ENV_PADDING_BUDGET = "LAMBDA_ASGI_STREAM_PADDING_BUDGET"
+ENV_SSE_HEARTBEAT_S = "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S"
+ENV_SSE_ERROR_EVENT = "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT"
 
 _MODE_ALIASES: dict[str, InvokeMode] = {
     "response_stream": "RESPONSE_STREAM",
@@ -45,6 +53,8 @@ class Config:
     max_concurrency: int = 1
     snap_start: bool = False
     log_level: str = "INFO"
+    padding: PaddingPolicy = field(default_factory=lambda: PaddingPolicy(mode="idle"))
+    sse: SSEOptions = field(default_factory=SSEOptions)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -59,6 +69,11 @@ class Config:
             max_concurrency=_int(env, "AWS_LAMBDA_MAX_CONCURRENCY", 1, minimum=1),
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
             log_level=env.get(ENV_LOG_LEVEL, "INFO").upper(),
+            padding=_padding(env),
+            sse=SSEOptions(
+                heartbeat_s=_float(env, ENV_SSE_HEARTBEAT_S, DEFAULT_HEARTBEAT_S),
+                error_event=_bool(env, ENV_SSE_ERROR_EVENT),
+            ),
         )
 
 
@@ -74,6 +89,40 @@ def _lifespan(value: str) -> LifespanMode:
         if value.strip().lower() == mode:
             return mode
     raise ConfigError(f"{ENV_LIFESPAN} must be one of {', '.join(LIFESPAN_MODES)}, not {value!r}")
+
+
+def _padding(env: Mapping[str, str]) -> PaddingPolicy:
+    mode = env.get(ENV_PADDING, "idle").strip().lower()
+    if mode not in PADDING_MODES:
+        raise ConfigError(f"{ENV_PADDING} must be one of {', '.join(PADDING_MODES)}, not {mode!r}")
+    return PaddingPolicy(
+        mode=mode,
+        idle_ms=_int(env, ENV_PADDING_IDLE_MS, int(DEFAULT_IDLE_MS), minimum=0),
+        threshold=_int(env, ENV_PADDING_THRESHOLD, DEFAULT_THRESHOLD, minimum=1),
+        budget=_int(env, ENV_PADDING_BUDGET, DEFAULT_BUDGET, minimum=0),
+    )
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, not {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,7 +49,10 @@ from .encoder import (
     buffered_response,
     build_prelude,
     error_trailers,
+    function_error_type,
 )
+from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
+from .sse import HEARTBEAT, SSEOptions, is_event_stream, terminal_error_event
 
 logger = logging.getLogger("lambda_asgi_stream")
 
@@ -89,6 +93,7 @@ class ResponseStats:
     first_byte_at: float | None = None
     bytes: int = 0
     chunks: int = 0
+    padding: int = 0
 
 
 class StreamingResponder:
@@ -124,6 +129,126 @@ class StreamingResponder:
             self.stats.status = status
             self.stats.first_byte_at = time.perf_counter()
         await self.writer.close(error_trailers(exc))
+
+
+class PaddedStreamingResponder(StreamingResponder):
+    """A :class:`StreamingResponder` plus the padding flusher (:mod:`padding`) and SSE extras (:mod:`sse`).
+
+    A watcher task runs beside the app. After each write it waits for the app to go idle for ``idle_ms``;
+    if small writes are still pending in the service by then, it writes just enough padding to push them
+    out. An SSE response silent for ``heartbeat_s`` gets a heartbeat comment. Apps can ask for a flush:
+    ``await scope["extensions"]["lambda_asgi_stream.flush"]()``, or a body message with ``"flush": True``.
+    A lock keeps the watcher's writes and the app's writes whole and in order.
+    """
+
+    def __init__(
+        self,
+        writer: StreamWriter,
+        integration: Integration,
+        policy: PaddingPolicy,
+        sse: SSEOptions | None = None,
+    ) -> None:
+        super().__init__(writer, integration)
+        self.policy = policy
+        self.sse = sse or SSEOptions()
+        self.flusher: Flusher | None = None
+        self.is_sse = False
+        self._lock = anyio.Lock()
+        self._closed = False
+        self._wake = anyio.Event()
+        self._tail = b""
+        self._writes = 0
+        self._warned = False
+
+    async def start(self, status: int, headers: Headers) -> None:
+        decoded = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
+        self.flusher = self.policy.for_response(decoded)
+        self.is_sse = any(k == "content-type" and is_event_stream(v) for k, v in decoded)
+        wanted = [(k, v) for k, v in headers if k.lower() != PADDING_HEADER.encode()]
+        async with self._lock:
+            await super().start(status, wanted)
+        self._wake.set()
+
+    async def body(self, data: bytes) -> None:
+        async with self._lock:
+            await super().body(data)
+            self._wrote(data)
+        self._wake.set()
+
+    def _wrote(self, data: bytes) -> None:
+        self._writes += 1
+        self._tail = (self._tail + data)[-16:]
+        if self.flusher is not None:
+            self.flusher.wrote(data)
+
+    async def flush(self) -> None:
+        """Pad out what is pending now (an explicit request from the app)."""
+        async with self._lock:
+            await self._pad()
+
+    async def complete(self) -> None:
+        async with self._lock:
+            self._closed = True
+            await super().complete()
+
+    async def fail(self, exc: BaseException) -> None:
+        async with self._lock:
+            self._closed = True
+            if self.started and self.is_sse and self.sse.error_event:
+                event = terminal_error_event(function_error_type(exc), str(exc), self._tail)
+                await self.writer.write(event)
+            await super().fail(exc)
+
+    async def _pad(self) -> None:
+        if self.flusher is None or self._closed:
+            return
+        data = self.flusher.padding()
+        if data:
+            await self.writer.write(data)
+            self._tail = data[-16:]
+            self.stats.padding += len(data)
+        elif self.flusher.exhausted and not self._warned:
+            self._warned = True
+            budget = self.policy.budget
+            logger.warning("padding budget of %d bytes spent: small writes may now be held back", budget)
+
+    async def _heartbeat(self) -> None:
+        if self._closed or not self._tail.endswith(b"\n"):
+            return
+        await self.writer.write(HEARTBEAT)
+        self._wrote(HEARTBEAT)
+        await self._pad()
+
+    async def background(self) -> None:
+        """The watcher; runs beside the app for the whole cycle."""
+        idle = self.policy.idle_ms / 1000
+        seen = 0
+        try:
+            await self._wake.wait()  # the response has started
+            while not self._closed:
+                if self._writes == seen:  # nothing new: wait for a write, or for heartbeat time
+                    beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
+                    self._wake = anyio.Event()
+                    with anyio.move_on_after(beat) as silent:
+                        await self._wake.wait()
+                    if silent.cancelled_caught:
+                        async with self._lock:
+                            await self._heartbeat()
+                        continue
+                seen = self._writes
+                if self.flusher is None or not self.flusher.automatic:
+                    continue
+                while True:  # debounce: padding is due once no write came for `idle` seconds
+                    self._wake = anyio.Event()
+                    with anyio.move_on_after(idle) as quiet:
+                        await self._wake.wait()
+                    if quiet.cancelled_caught:
+                        break
+                seen = self._writes
+                async with self._lock:
+                    await self._pad()
+        except Exception as exc:  # a broken connection: the app's next write reports it
+            logger.debug("padding stopped: %s", exc)
 
 
 class BufferedResponder:
@@ -240,21 +365,34 @@ class HTTPCycle:
 
     async def run(self, app: ASGIApp, *, deadline: float | None = None) -> CycleResult:
         """Run ``app``; ``deadline`` is an ``anyio.current_time()`` after which the app is cancelled."""
-        app_error: Exception | None = None
-        with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as scope:
-            try:
-                await app(self.scope, self._receive, self._send)
-            except Exception as exc:
-                app_error = exc
+        background = getattr(self.responder, "background", None)
+        if background is None:
+            app_error, timed_out = await self._call(app, deadline)
+        else:
+            async with anyio.create_task_group() as group:
+                group.start_soon(background)
+                app_error, timed_out = await self._call(app, deadline)
+                group.cancel_scope.cancel()
         self._done.set()
         if self._transport_error is not None:
             raise self._transport_error
         if self.state is _State.DONE:
-            return self._after_complete(app_error, scope.cancelled_caught)
-        error = self._failure(app_error, scope.cancelled_caught)
+            return self._after_complete(app_error, timed_out)
+        error = self._failure(app_error, timed_out)
         await self.responder.fail(error)
         end = "timeout" if isinstance(error, DeadlineExceeded) else "error"
         return CycleResult(end, error)
+
+    async def _call(self, app: ASGIApp, deadline: float | None) -> tuple[Exception | None, bool]:
+        flush = getattr(self.responder, "flush", None)
+        if flush is not None:
+            self.scope.setdefault("extensions", {})[FLUSH_EXTENSION] = flush
+        with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as scope:
+            try:
+                await app(self.scope, self._receive, self._send)
+            except Exception as exc:
+                return exc, False
+        return None, scope.cancelled_caught
 
     def _failure(self, app_error: Exception | None, timed_out: bool) -> BaseException:
         if timed_out:
@@ -322,6 +460,8 @@ class HTTPCycle:
             raise self._protocol_error(f"http.response.body needs bytes, got {type(body).__name__}")
         if body:
             await self.responder.body(bytes(body))
+        if message.get("flush") and hasattr(self.responder, "flush"):
+            await self.responder.flush()
         if not message.get("more_body", False):
             await self.responder.complete()
             self.state = _State.DONE

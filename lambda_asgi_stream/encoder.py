@@ -359,3 +359,28 @@ def _status_description(status: int) -> str:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return str(status)
+
+
+def decode_buffered_response(payload: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What an HTTP client receives for a buffered response dict (for the emulator and test transport).
+
+    Payload 2.0 rules (Function URL and HTTP API docs, "Response payload"): a value that is not an
+    object with ``statusCode`` is sent as a ``200`` JSON body.
+    """
+    if not isinstance(payload, dict) or "statusCode" not in payload:
+        body = json.dumps(payload).encode("utf-8")
+        return 200, [("content-type", "application/json")], body
+    headers: list[tuple[str, str]] = []
+    multi = payload.get("multiValueHeaders") or {}
+    for name, value in (payload.get("headers") or {}).items():
+        if name not in multi:
+            headers.append((name.lower(), str(value)))
+    for name, values in multi.items():
+        headers.extend((name.lower(), str(v)) for v in values)
+    headers.extend(("set-cookie", str(c)) for c in payload.get("cookies") or [])
+    raw = payload.get("body") or ""
+    if payload.get("isBase64Encoded"):
+        body = base64.b64decode(raw)
+    else:
+        body = raw.encode("utf-8") if isinstance(raw, str) else json.dumps(raw).encode("utf-8")
+    return int(payload["statusCode"]), headers, body

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import anyio.abc
@@ -78,6 +79,7 @@ class _Pending:
     send: MemoryObjectSendStream[InvocationEvent]
     receive: MemoryObjectReceiveStream[InvocationEvent]
     taken_at: float | None = None
+    done: bool = False
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -178,7 +180,7 @@ class LocalRuntimeAPI:
         parts = target.split("/")
         # /2018-06-01/runtime/invocation/{id}/{response|error}
         if method == "POST" and len(parts) == 6 and parts[3] == "invocation":
-            pending = self._by_id.get(_unquote(parts[4]))
+            pending = self._by_id.get(unquote(parts[4]))
             if pending is None:
                 await _drain_body(conn, stream)
                 await _reply(
@@ -200,8 +202,28 @@ class LocalRuntimeAPI:
         await _drain_body(conn, stream)
         await _reply(conn, stream, 404, {"errorMessage": f"no route for {method} {target}"})
 
+    async def abort(self, error_type: str, message: str, *, taken_only: bool = False) -> int:
+        """Fail every unfinished invocation (the sandbox died, timed out, or failed its init).
+
+        Returns how many were failed. With ``taken_only``, invocations still queued are left for the next
+        runtime to take.
+        """
+        failed = 0
+        for pending in list(self._by_id.values()):
+            if pending.done or (taken_only and pending.taken_at is None):
+                continue
+            if await _deliver(pending, InvocationFailed(error_type, {"errorMessage": message})):
+                failed += 1
+        return failed
+
+    def in_flight(self) -> int:
+        """Invocations queued or being served."""
+        return sum(1 for p in self._by_id.values() if not p.done)
+
     async def _next(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> None:
         pending = await self._queue_receive.receive()
+        while pending.done:  # failed while queued (its sandbox died): never hand it out
+            pending = await self._queue_receive.receive()
         pending.taken_at = time.perf_counter()
         headers = [
             ("Content-Type", "application/json"),
@@ -240,7 +262,16 @@ class LocalRuntimeAPI:
             return
         consumer_gone = False
         while True:
-            event = await _next_event(conn, stream)
+            try:
+                event = await _next_event(conn, stream)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, h11.ProtocolError, OSError):
+                # Lambda records a stream that ends without its terminator as Runtime.TruncatedResponse
+                # (protocol.md 2.4); the invoker must hear of it, not wait for ever.
+                message = "the runtime's connection closed before the end of the response"
+                await _deliver(
+                    pending, StreamEnd([], ("Runtime.TruncatedResponse", {"errorMessage": message}))
+                )
+                raise
             if isinstance(event, h11.Data):
                 if not consumer_gone:
                     consumer_gone = not await _deliver(pending, StreamData(bytes(event.data)))
@@ -255,12 +286,18 @@ class LocalRuntimeAPI:
 
 async def _deliver(pending: _Pending, item: InvocationEvent) -> bool:
     """Hand an item to the invoker; False when it stopped listening (the bytes are then dropped)."""
+    if pending.done:
+        return False
+    final = not isinstance(item, StreamData)
+    if final:
+        pending.done = True
     try:
         await pending.send.send(item)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         return False
-    if not isinstance(item, StreamData):
-        pending.send.close()
+    finally:
+        if final:
+            pending.send.close()
     return True
 
 
@@ -315,9 +352,3 @@ def _json(body: bytes) -> Any:
         return json.loads(body) if body else None
     except ValueError:
         return body.decode("utf-8", "replace")
-
-
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)

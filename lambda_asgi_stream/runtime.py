@@ -49,7 +49,14 @@ from ._errors import (
 )
 from ._types import ASGIApp, Headers
 from .config import Config
-from .cycle import BufferedResponder, CycleResult, HTTPCycle, ResponseStats, StreamingResponder
+from .cycle import (
+    BufferedResponder,
+    CycleResult,
+    HTTPCycle,
+    PaddedStreamingResponder,
+    ResponseStats,
+    StreamingResponder,
+)
 from .events import Request, parse_event
 from .lifespan import Lifespan, make_lifespan
 from .runtime_api import APIRequest, Invocation, LambdaContext
@@ -408,7 +415,13 @@ class LambdaRuntime:
         deadline: float | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
-        responder = StreamingResponder(post, request.integration)
+        responder: StreamingResponder
+        if self.config.padding.mode == "none":
+            responder = StreamingResponder(post, request.integration)
+        else:
+            responder = PaddedStreamingResponder(
+                post, request.integration, self.config.padding, self.config.sse
+            )
         try:
             result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
             await post.finish()
@@ -495,7 +508,7 @@ def _log_invocation(
         logger.error("app failed: %s", result.error, exc_info=result.error)
     ttfb = (stats.first_byte_at - started) * 1000 if stats.first_byte_at is not None else float("nan")
     logger.info(
-        "%s %s %s ttfb=%.1fms time=%.1fms bytes=%d chunks=%d end=%s",
+        "%s %s %s ttfb=%.1fms time=%.1fms bytes=%d chunks=%d padding=%d end=%s",
         scope.get("method"),
         scope.get("path"),
         stats.status if stats.status is not None else "-",
@@ -503,5 +516,6 @@ def _log_invocation(
         (time.perf_counter() - started) * 1000,
         stats.bytes,
         stats.chunks,
+        stats.padding,
         end,
     )

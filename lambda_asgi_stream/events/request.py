@@ -10,20 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._types import HTTPScope, Integration
+from .._errors import UnsupportedEventError
+from .._types import Integration
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
     """One HTTP request taken from a Lambda event.
 
-    ``scope`` is a complete ASGI 3 HTTP scope (without ``state``, which the caller adds); the caller must
-    copy it before handing it to an app, since apps may mutate their scope. ``multi_value_headers`` says
+    ``scope`` is a complete ASGI 3 HTTP scope (without ``state``, which the caller adds) plus Mangum's
+    ``aws.event`` and ``aws.context`` keys; the caller must copy it before handing it to an app, since
+    apps may mutate their scope. ``multi_value_headers`` says
     whether responses must use ``multiValueHeaders`` (always for REST, for ALB when the target group has
     multi-value headers enabled).
     """
 
-    scope: HTTPScope
+    scope: dict[str, Any]
     body: bytes
     integration: Integration
     multi_value_headers: bool
@@ -39,4 +41,32 @@ def parse_event(event: Any, context: Any = None, *, base_path: str = "") -> Requ
     Raises :class:`UnsupportedEventError` for events that are not HTTP events and
     :class:`MalformedEventError` for HTTP events with a bad field.
     """
-    raise NotImplementedError  # filled in by the events work
+    from . import alb, v1, v2  # here, not at the top: those modules import Request from this one
+
+    if not isinstance(event, dict):
+        raise UnsupportedEventError(f"a Lambda HTTP event is a JSON object, got {type(event).__name__}")
+    if alb.is_alb(event):
+        return alb.parse(event, context, base_path)
+    if v2.is_v2(event):
+        return v2.parse(event, context, base_path)
+    if v1.is_v1(event):
+        return v1.parse(event, context, base_path)
+    raise UnsupportedEventError(_describe(event), keys=sorted(event))
+
+
+def _describe(event: dict[str, Any]) -> str:
+    """Say what the event looks like, so a misrouted trigger is easy to recognise in the logs."""
+    if isinstance(event.get("Records"), list):
+        source: Any = next(iter(event["Records"]), {})
+        origin = source.get("eventSource") or source.get("EventSource") if isinstance(source, dict) else None
+        return f"not an HTTP event: a {origin or 'Records'} batch"
+    if "detail-type" in event:
+        return "not an HTTP event: an EventBridge event"
+    context = event.get("requestContext")
+    if isinstance(context, dict) and "connectionId" in context:
+        return "not an HTTP event: an API Gateway WebSocket event (WebSockets are not supported)"
+    keys = ", ".join(sorted(event)[:8]) or "no keys"
+    return (
+        "not an HTTP event from a Function URL, API Gateway (REST or HTTP API) or ALB "
+        f"(expected requestContext.http, requestContext.elb or httpMethod; got {keys})"
+    )

@@ -1,0 +1,259 @@
+"""Field readers and scope pieces shared by the event parsers.
+
+Every reader names the field it was reading when it fails, so a bad event produces
+``MalformedEventError("requestContext.http.method", "expected a string, got null")`` rather than a
+``KeyError`` deep in a parser. Optional fields may be missing *or* null: API Gateway sends
+``"headers": null`` for a request without headers (Mangum crashes on it, lessons.md 6).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .._errors import MalformedEventError
+from .._types import Headers
+
+ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.3"}
+
+# RFC 9110 5.1: a field name is a token. Names outside it cannot be represented faithfully by an ASGI
+# server either, so they are dropped rather than passed on to trip the app (Hono #4883).
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+
+# Characters that stay literal when a decoded path is quoted back into ``raw_path``: RFC 3986 pchar plus
+# "/" (the segment separator). Everything else, including "%", "?" and "#", is escaped.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def obj(value: Any, field: str, *, required: bool = False) -> Mapping[str, Any]:
+    """A JSON object field; missing or null gives ``{}`` unless the field is required."""
+    if value is None:
+        if required:
+            raise MalformedEventError(field, "is missing")
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedEventError(field, f"expected an object, got {_kind(value)}")
+    return value
+
+
+def text(value: Any, field: str, *, default: str | None = None) -> str:
+    """A string field; missing or null gives ``default`` (an error if there is none)."""
+    if value is None:
+        if default is None:
+            raise MalformedEventError(field, "is missing")
+        return default
+    if not isinstance(value, str):
+        raise MalformedEventError(field, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def strings(value: Any, field: str) -> list[str]:
+    """An array of strings; missing or null gives ``[]``."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise MalformedEventError(field, f"expected an array of strings, got {_kind(value)}")
+    return value
+
+
+def single_values(value: Any, field: str) -> list[tuple[str, str]]:
+    """A ``{"name": "value"}`` object as pairs; missing or null gives ``[]``."""
+    pairs: list[tuple[str, str]] = []
+    for name, item in obj(value, field).items():
+        if item is None:  # seen in hand-written test events; means "no value"
+            continue
+        pairs.append((name, text(item, f"{field}.{name}")))
+    return pairs
+
+
+def multi_values(value: Any, field: str) -> list[tuple[str, str]]:
+    """A ``{"name": ["v1", "v2"]}`` object as pairs, one per value, order kept."""
+    pairs: list[tuple[str, str]] = []
+    for name, items in obj(value, field).items():
+        pairs.extend((name, item) for item in strings(items, f"{field}.{name}"))
+    return pairs
+
+
+def method(value: Any, field: str) -> str:
+    name = text(value, field)
+    if not name or not _TOKEN.match(name.encode("latin-1", "replace")):
+        raise MalformedEventError(field, f"not an HTTP method: {name!r}")
+    return name.upper()
+
+
+def body(value: Any, is_base64: Any) -> bytes:
+    """The request body. Lambda never streams requests, so the whole body is here at once."""
+    if value is None:
+        return b""
+    data = text(value, "body")
+    if not is_base64:
+        return data.encode("utf-8")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        problem = f"isBase64Encoded is true but the body is not base64 ({exc})"
+        raise MalformedEventError("body", problem) from None
+
+
+def headers(pairs: Iterable[tuple[str, str]], body: bytes) -> Headers:
+    """ASGI headers: lower-case names, duplicates kept in order, unsafe fields dropped.
+
+    ``content-length`` is recomputed from the decoded body (the client's value described the base64
+    or the original encoding, and Hono fa5f9bfc shows trusting it is a bug); ``transfer-encoding`` is
+    dropped because the body is complete.
+    """
+    result: Headers = []
+    for name, value in pairs:
+        raw_name = name.lower().encode("latin-1", "replace")
+        raw_value = _header_value(value)
+        if raw_name in (b"content-length", b"transfer-encoding"):
+            continue
+        if not _TOKEN.match(raw_name) or _BAD_VALUE.search(raw_value):
+            continue
+        result.append((raw_name, raw_value))
+    if body:
+        result.append((b"content-length", str(len(body)).encode("ascii")))
+    return result
+
+
+def _header_value(value: str) -> bytes:
+    # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back the
+    # original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def header(headers: Headers, name: bytes) -> str | None:
+    """The first value of a header, decoded as latin-1."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def scheme(headers: Headers, default: str = "https") -> str:
+    proto = (header(headers, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
+    return proto if proto in ("http", "https") else default
+
+
+def server(headers: Headers, domain: str | None, scheme: str) -> tuple[str, int | None] | None:
+    """``(host, port)`` from the Host header (or the event's domain) and ``x-forwarded-port``."""
+    host = header(headers, b"host") or domain
+    if not host:
+        return None
+    port: int | None = None
+    if host.startswith("["):  # IPv6 literal, "[::1]:9000"
+        literal, _, rest = host.partition("]")
+        host = literal + "]"
+        port = _port(rest[1:]) if rest.startswith(":") else None
+    elif ":" in host:
+        host, _, tail = host.rpartition(":")
+        port = _port(tail)
+    forwarded = _port((header(headers, b"x-forwarded-port") or "").split(",")[0].strip())
+    port = forwarded or port or (443 if scheme == "https" else 80)
+    return host, port
+
+
+def _port(value: str) -> int | None:
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
+
+
+def client_from_forwarded_for(headers: Headers) -> tuple[str, int] | None:
+    """ALB has no source-IP field; its ``x-forwarded-for`` ends with the address it saw connect."""
+    value = header(headers, b"x-forwarded-for")
+    if not value:
+        return None
+    return value.split(",")[-1].strip(), 0
+
+
+def http_version(protocol: str | None) -> str:
+    """``"HTTP/1.1"`` -> ``"1.1"``, ``"HTTP/2.0"`` -> ``"2"`` (ASGI spells HTTP/2 as ``"2"``)."""
+    if not protocol:
+        return "1.1"
+    version = protocol.upper().removeprefix("HTTP/")
+    return {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}.get(version, "1.1")
+
+
+def decode_path(raw: str, field: str) -> str:
+    """Percent-decode a path once (UTF-8, as browsers encode; bad UTF-8 becomes U+FFFD, as in uvicorn)."""
+    if not raw.startswith("/"):
+        raise MalformedEventError(field, f"a path must start with '/', got {raw!r}")
+    return unquote(raw, encoding="utf-8", errors="replace")
+
+
+def quote_path(path: str) -> bytes:
+    """The bytes of a decoded path, escaped back for ``raw_path`` (HTTP API gives no raw form)."""
+    return quote(path, safe=_PATH_SAFE, encoding="utf-8").encode("ascii")
+
+
+def raw_path(raw: str) -> bytes:
+    """A path as received (already percent-encoded); non-ASCII is escaped so ``raw_path`` stays ASCII."""
+    return quote(raw, safe=_PATH_SAFE + "%", encoding="utf-8").encode("ascii")
+
+
+def root_path(path: str, base_path: str) -> str:
+    """The configured base path if ``path`` lies under it, segment by segment, else ``""``.
+
+    ``/orders`` is the root of ``/orders`` and ``/orders/7`` but not of ``/ordersXYZ`` (LWA's plain
+    string trim gets that wrong, lessons.md 9).
+    """
+    base = base_path.rstrip("/")
+    if base and (path == base or path.startswith(base + "/")):
+        return base
+    return ""
+
+
+def scope(
+    *,
+    method: str,
+    scheme: str,
+    path: str,
+    raw_path: bytes,
+    root_path: str,
+    query_string: bytes,
+    headers: Headers,
+    http_version: str,
+    client: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
+    event: Any,
+    context: Any,
+) -> dict[str, Any]:
+    """An ASGI 3 HTTP scope.
+
+    ``path`` and ``raw_path`` are the full path the client asked for, ``root_path`` included: the
+    convention of uvicorn (``--root-path``) and Starlette 0.33+, whose router strips ``root_path`` itself
+    and whose ``url_for`` adds it back. ``aws.event``/``aws.context`` are Mangum's keys, so apps migrate.
+    """
+    return {
+        "type": "http",
+        "asgi": dict(ASGI_VERSIONS),
+        "http_version": http_version,
+        "method": method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "root_path": root_path,
+        "query_string": query_string,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "extensions": {},
+        "aws.event": event,
+        "aws.context": context,
+    }
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,52 @@
+"""Application Load Balancer target-group events.
+
+The target group sends either ``headers`` and ``queryStringParameters`` or their ``multiValue`` forms,
+never both (attribute ``lambda.multi_value_headers.enabled``); the response must use the same form.
+ALB passes the path and the query values exactly as received, still percent-encoded ("the load balancer
+does not decode them", ALB docs), so the query string is joined as-is and never re-encoded. ALB cannot
+stream; its responses are always buffered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _common as c
+from .request import Request
+
+
+def is_alb(event: dict[str, Any]) -> bool:
+    context = event.get("requestContext")
+    return isinstance(context, dict) and "elb" in context
+
+
+def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
+    multi = "multiValueHeaders" in event and event["multiValueHeaders"] is not None
+    body = c.body(event.get("body"), event.get("isBase64Encoded"))
+    if multi:
+        pairs = c.multi_values(event.get("multiValueHeaders"), "multiValueHeaders")
+        field = "multiValueQueryStringParameters"
+        query = c.multi_values(event.get(field), field)
+    else:
+        pairs = c.single_values(event.get("headers"), "headers")
+        query = c.single_values(event.get("queryStringParameters"), "queryStringParameters")
+    headers = c.headers(pairs, body)
+
+    received = c.text(event.get("path"), "path", default="/")
+    path = c.decode_path(received, "path")
+    scheme = c.scheme(headers, default="http")
+    scope = c.scope(
+        method=c.method(event.get("httpMethod"), "httpMethod"),
+        scheme=scheme,
+        path=path,
+        raw_path=c.raw_path(received),
+        root_path=c.root_path(path, base_path),
+        query_string="&".join(f"{k}={v}" for k, v in query).encode("latin-1", "replace"),
+        headers=headers,
+        http_version="1.1",
+        client=c.client_from_forwarded_for(headers),
+        server=c.server(headers, None, scheme),
+        event=event,
+        context=context,
+    )
+    return Request(scope=scope, body=body, integration="alb", multi_value_headers=multi)

@@ -1,0 +1,245 @@
+"""HTTP request -> the event Lambda would deliver for it: the inverse of the parsers.
+
+The emulator and the test transport use this, so an app tested locally receives the same quirks as on
+AWS: payload 2.0 drops ``Cookie`` into ``cookies`` and comma-joins repeated headers, an HTTP API hands
+over the path decoded, REST decodes query values and strips the stage on ``execute-api``, ALB passes
+the query as received, and binary bodies travel as base64. The shapes follow the AWS documentation
+samples (urls-invocation.md, http-api-develop-integrations-lambda.md, set-up-lambda-proxy-integrations.md,
+lambda-functions.md for ALB).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from .._types import Integration
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+URL_ID = "localurl0000000000000000000000000"
+API_ID = "localapi00"
+TARGET_GROUP = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT_ID}:targetgroup/local/0123456789abcdef"
+
+# Content types Function URLs and ALB pass as text; any other body arrives base64-encoded.
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "+json",
+    "+xml",
+)
+
+
+def build_event(
+    integration: Integration,
+    *,
+    method: str,
+    path: str,
+    query_string: str = "",
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    stage: str | None = None,
+    source_ip: str = "127.0.0.1",
+    host: str = "localhost",
+    scheme: str = "https",
+    request_id: str | None = None,
+    multi_value_headers: bool = True,
+) -> dict[str, Any]:
+    """The event for one request.
+
+    ``path`` and ``query_string`` are as the client sent them (percent-encoded, no ``?``). ``stage``
+    puts a REST or HTTP API on its ``execute-api`` host with that stage as the first path segment;
+    without it the API sits behind a custom domain (``host``). ``multi_value_headers`` picks the ALB
+    target-group mode.
+    """
+    pairs = [(name, value) for name, value in headers]
+    if not any(name.lower() == "host" for name, _ in pairs):
+        pairs.append(("host", host))
+    _set_default(pairs, "x-forwarded-proto", scheme)
+    _set_default(pairs, "x-forwarded-port", _port(host, scheme))
+    _set_default(pairs, "x-forwarded-for", source_ip)
+    request_id = request_id or str(uuid.uuid4())
+    text, is_base64 = _body(body, _header(pairs, "content-type"))
+    common = {"body": text, "isBase64Encoded": is_base64}
+    if integration == "alb":
+        return _alb(method, path, query_string, pairs, multi_value_headers) | common
+    if integration == "rest":
+        return _rest(method, path, query_string, pairs, stage, source_ip, host, request_id) | common
+    return _v2(integration, method, path, query_string, pairs, stage, source_ip, request_id) | common
+
+
+def _v2(
+    integration: Integration,
+    method: str,
+    path: str,
+    query: str,
+    pairs: list[tuple[str, str]],
+    stage: str | None,
+    source_ip: str,
+    request_id: str,
+) -> dict[str, Any]:
+    cookies = [c.strip() for name, v in pairs if name.lower() == "cookie" for c in v.split(";") if c.strip()]
+    headers = _joined({name.lower(): None for name, _ in pairs}, pairs, skip="cookie")
+    if integration == "function-url":
+        domain, raw_path, stage_name = f"{URL_ID}.lambda-url.{REGION}.on.aws", path, "$default"
+    else:
+        # HTTP APIs decode the path and cut it at a decoded "?" (protocol.md 4.6, hono#2156).
+        domain = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
+        raw_path = unquote(path).split("?", 1)[0]
+        stage_name = stage or "$default"
+        if stage:
+            raw_path = f"/{stage}{raw_path}"
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT_ID if integration == "http-api" else "anonymous",
+            "apiId": API_ID if integration == "http-api" else URL_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0],
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": stage_name,
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = _joined({}, parse_qsl(query, keep_blank_values=True))
+    return event
+
+
+def _rest(
+    method: str,
+    path: str,
+    query: str,
+    pairs: list[tuple[str, str]],
+    stage: str | None,
+    source_ip: str,
+    host: str,
+    request_id: str,
+) -> dict[str, Any]:
+    if stage:
+        domain = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
+        client_path = path
+        prefix = f"/{stage}"
+        path = path[len(prefix) :] or "/" if path == prefix or path.startswith(prefix + "/") else path
+    else:
+        domain, client_path, stage = host.split(":")[0], path, "local"
+    multi_query = _grouped(parse_qsl(query, keep_blank_values=True))
+    multi_headers = _grouped(pairs)
+    now = time.time()
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {name: values[-1] for name, values in multi_headers.items()},
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": {"proxy": path.lstrip("/")} if path != "/" else None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0],
+            "extendedRequestId": request_id[:16],
+            "httpMethod": method,
+            "identity": {"sourceIp": source_ip, "userAgent": _header(pairs, "user-agent")},
+            "path": client_path,
+            "protocol": "HTTP/1.1",
+            "requestId": request_id,
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "resourceId": "abc123",
+            "resourcePath": "/{proxy+}",
+            "stage": stage,
+        },
+    }
+
+
+def _alb(method: str, path: str, query: str, pairs: list[tuple[str, str]], multi: bool) -> dict[str, Any]:
+    # ALB keeps query keys and values exactly as received: split on "&" and "=" only, no decoding.
+    fields = [_split_field(part) for part in query.split("&") if part]
+    lowered = [(name.lower(), value) for name, value in pairs]
+    event: dict[str, Any] = {
+        "requestContext": {"elb": {"targetGroupArn": TARGET_GROUP}},
+        "httpMethod": method,
+        "path": path,
+    }
+    if multi:
+        event["multiValueQueryStringParameters"] = _grouped(fields)
+        event["multiValueHeaders"] = _grouped(lowered)
+    else:  # single-value mode keeps the last value of each name
+        event["queryStringParameters"] = dict(fields)
+        event["headers"] = dict(lowered)
+    return event
+
+
+def _split_field(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return name, value
+
+
+def _body(body: bytes, content_type: str | None) -> tuple[str | None, bool]:
+    if not body:
+        return "", False
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind and any(marker in kind for marker in _TEXT_TYPES):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def _joined(seed: dict[str, Any], pairs: Sequence[tuple[str, str]], skip: str = "") -> dict[str, str]:
+    """Payload 2.0 headers: one entry per lower-cased name, repeated values comma-joined."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key != skip:
+            out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
+def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in pairs:
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def _header(pairs: Sequence[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in pairs if key.lower() == name), None)
+
+
+def _set_default(pairs: list[tuple[str, str]], name: str, value: str) -> None:
+    if _header(pairs, name) is None:
+        pairs.append((name, value))
+
+
+def _port(host: str, scheme: str) -> str:
+    _, sep, port = host.rpartition(":")
+    return port if sep and port.isdigit() else ("443" if scheme == "https" else "80")

@@ -1,0 +1,86 @@
+"""Payload format 1.0: API Gateway REST APIs (buffered or ``responseTransferMode: STREAM``) and HTTP APIs
+configured for 1.0.
+
+``path`` arrives percent-encoded (protocol.md 4.6) and, on an ``execute-api`` host, without the stage
+that the client's URL carried (``requestContext.path`` has it). Query values arrive decoded, so the
+query string is rebuilt from ``multiValueQueryStringParameters`` (all values; the single-value map
+keeps only the last) and re-encoded; the original spelling (``%20`` vs ``+``) cannot be recovered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from . import _common as c
+from .request import Request
+
+
+def is_v1(event: dict[str, Any]) -> bool:
+    return "httpMethod" in event and isinstance(event.get("requestContext"), dict)
+
+
+def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
+    request_context = c.obj(event.get("requestContext"), "requestContext", required=True)
+    identity = c.obj(request_context.get("identity"), "requestContext.identity")
+    domain = c.text(request_context.get("domainName"), "requestContext.domainName", default="")
+
+    body = c.body(event.get("body"), event.get("isBase64Encoded"))
+    # multiValueHeaders is authoritative: ``headers`` keeps only the last value of a repeated header
+    # (Hono aa921770 made the same choice after de-duplication bugs).
+    pairs = c.multi_values(event.get("multiValueHeaders"), "multiValueHeaders") or c.single_values(
+        event.get("headers"), "headers"
+    )
+    headers = c.headers(pairs, body)
+
+    received = c.text(event.get("path"), "path", default="/")
+    stage = c.text(request_context.get("stage"), "requestContext.stage", default="")
+    prefix = _stage_prefix(received, stage, domain, request_context)
+    path = prefix + c.decode_path(received, "path")
+    raw_path = c.raw_path(prefix + received)
+    root = c.root_path(path, prefix or base_path)
+
+    scheme = c.scheme(headers)
+    source_ip = c.text(identity.get("sourceIp"), "requestContext.identity.sourceIp", default="")
+    scope = c.scope(
+        method=c.method(event.get("httpMethod"), "httpMethod"),
+        scheme=scheme,
+        path=path,
+        raw_path=raw_path,
+        root_path=root,
+        query_string=_query(event).encode("ascii"),
+        headers=headers,
+        http_version=c.http_version(
+            c.text(request_context.get("protocol"), "requestContext.protocol", default="")
+        ),
+        client=(source_ip, 0) if source_ip else None,
+        server=c.server(headers, domain or None, scheme),
+        event=event,
+        context=context,
+    )
+    return Request(scope=scope, body=body, integration="rest", multi_value_headers=True)
+
+
+def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> str:
+    """``"/<stage>"`` when API Gateway removed the stage from ``path``, else ``""``.
+
+    On the ``execute-api`` host the client's URL is ``/<stage>/<path>`` and the event's ``path`` lacks
+    the stage (LocalStack #12295 matrix); ``requestContext.path`` shows what the client sent. Behind a
+    custom domain the stage never appeared in the URL and nothing is added back.
+    """
+    if not stage or ".execute-api." not in domain:
+        return ""
+    client_path = c.text(request_context.get("path"), "requestContext.path", default="")
+    prefix = "/" + stage
+    if client_path and not (client_path == prefix or client_path.startswith(prefix + "/")):
+        return ""  # the client's URL did not carry the stage after all
+    if path == prefix or path.startswith(prefix + "/"):
+        return ""  # already there (test events written by hand often keep it)
+    return prefix
+
+
+def _query(event: dict[str, Any]) -> str:
+    multi = c.multi_values(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
+    pairs = multi or c.single_values(event.get("queryStringParameters"), "queryStringParameters")
+    # quote, not quote_plus: "%20" means a space to every parser, "+" only to form parsers.
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)

@@ -1,0 +1,82 @@
+"""Payload format 2.0: Lambda Function URLs and API Gateway HTTP APIs.
+
+The two share one schema (urls-invocation.md) but differ on the path: a Function URL passes ``rawPath``
+as the client sent it, percent-encoded, while an HTTP API passes it already decoded (protocol.md 4.6,
+from live captures). So the parser must know which one it reads, and it tells them apart by the domain:
+Function URLs always answer on ``<url-id>.lambda-url.<region>.on.aws`` (also behind CloudFront, whose
+origin is that host). An event with no domain at all (a hand-written test event) is read as a Function
+URL, the only 2.0 source that can stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._types import Integration
+from . import _common as c
+from .request import Request
+
+
+def is_v2(event: dict[str, Any]) -> bool:
+    context = event.get("requestContext")
+    return event.get("version") == "2.0" and isinstance(context, dict) and "http" in context
+
+
+def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
+    request_context = c.obj(event.get("requestContext"), "requestContext", required=True)
+    http = c.obj(request_context.get("http"), "requestContext.http", required=True)
+    domain = c.text(request_context.get("domainName"), "requestContext.domainName", default="")
+    integration: Integration = "function-url" if _is_function_url(domain) else "http-api"
+
+    body = c.body(event.get("body"), event.get("isBase64Encoded"))
+    pairs = c.single_values(event.get("headers"), "headers")
+    # 2.0 moves every Cookie header into the ``cookies`` array and removes it from ``headers``; the
+    # ``"; "`` join is the Cookie header's own separator (RFC 6265 5.4), which Starlette splits on.
+    cookies = c.strings(event.get("cookies"), "cookies")
+    if cookies:
+        pairs = [(name, value) for name, value in pairs if name.lower() != "cookie"]
+        pairs.append(("cookie", "; ".join(cookies)))
+    headers = c.headers(pairs, body)
+
+    raw = c.text(event.get("rawPath"), "rawPath", default="") or c.text(
+        http.get("path"), "requestContext.http.path", default="/"
+    )
+    if integration == "function-url":
+        path = c.decode_path(raw, "rawPath")
+        raw_path = c.raw_path(raw)
+    else:
+        path = raw if raw.startswith("/") else c.decode_path(raw, "rawPath")
+        raw_path = c.quote_path(path)
+
+    stage = c.text(request_context.get("stage"), "requestContext.stage", default="$default")
+    root = c.root_path(path, base_path) or _stage_root(path, stage, domain)
+    query = c.text(event.get("rawQueryString"), "rawQueryString", default="").removeprefix("?")
+    scheme = c.scheme(headers)
+    source_ip = c.text(http.get("sourceIp"), "requestContext.http.sourceIp", default="")
+    scope = c.scope(
+        method=c.method(http.get("method"), "requestContext.http.method"),
+        scheme=scheme,
+        path=path,
+        raw_path=raw_path,
+        root_path=root,
+        query_string=query.encode("latin-1", "replace"),
+        headers=headers,
+        http_version=c.http_version(c.text(http.get("protocol"), "requestContext.http.protocol", default="")),
+        client=(source_ip, 0) if source_ip else None,
+        server=c.server(headers, domain, scheme),
+        event=event,
+        context=context,
+    )
+    return Request(scope=scope, body=body, integration=integration, multi_value_headers=False)
+
+
+def _is_function_url(domain: str) -> bool:
+    return not domain or ".lambda-url." in domain
+
+
+def _stage_root(path: str, stage: str, domain: str) -> str:
+    # An HTTP API named stage reached through execute-api keeps the stage as the first path segment
+    # (protocol.md 4.2); it is the app's mount point, like a REST stage. ``$default`` has no segment.
+    if stage == "$default" or ".execute-api." not in domain:
+        return ""
+    return c.root_path(path, "/" + stage)

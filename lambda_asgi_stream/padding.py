@@ -1,0 +1,178 @@
+"""The padding flusher: push small writes past Lambda's hold-back, harmlessly for the content type. No I/O.
+
+Lambda holds writes of a streamed response until enough bytes are pending (about 100 KB in the reports;
+see :mod:`buffering`), so an SSE token or a progress line can reach the client seconds late. The known
+workaround pads each write to that size with whitespace (betterdev.blog 2023-09). Padding every write is
+wasteful, and whitespace is not harmless everywhere, so the policy here is:
+
+* pad only when needed: when the app has gone idle (no write for ``idle_ms``) with unflushed bytes below
+  the threshold. A fast burst of writes costs nothing; only the pauses do;
+* pad only just enough: ``threshold - pending`` bytes, where ``pending`` follows the same model of the
+  service as the emulator (bytes released once ``threshold`` are pending);
+* pad only at a safe boundary, in a form the content type ignores:
+
+  =======================================  ==========================================  ====================
+  content type                             boundary                                    padding
+  =======================================  ==========================================  ====================
+  ``text/event-stream``                    after a complete line                       ``:`` comment lines
+  ``text/html``                            after a tag (``>``) or whitespace           spaces
+  NDJSON / JSON Lines                      at a line start                             spaces (leading
+                                                                                       whitespace of the
+                                                                                       next value)
+  anything else, ``application/json``,     never (unless a custom pad function is      —
+  binary, any ``content-encoding``         given)
+  =======================================  ==========================================  ====================
+
+  (HTML caveat: spaces after a tag are invisible except inside ``<pre>`` and ``<textarea>``.)
+* a per-response budget: once spent, padding stops and a warning is logged once.
+
+Modes: ``none`` (never pad), ``explicit`` (pad only when the app asks, see :data:`FLUSH_EXTENSION`),
+``idle`` (pad when the app goes idle, and when it asks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+PaddingMode = Literal["none", "explicit", "idle"]
+PADDING_MODES: tuple[PaddingMode, ...] = ("none", "explicit", "idle")
+
+#: Response header an app sets to choose padding per response (``none``, ``explicit`` or ``idle``);
+#: the adapter consumes it: it never reaches the client.
+PADDING_HEADER = "x-lambda-padding"
+#: ``scope["extensions"][FLUSH_EXTENSION]`` is an ``async () -> None`` that pads out what is pending now.
+FLUSH_EXTENSION = "lambda_asgi_stream.flush"
+
+DEFAULT_IDLE_MS = 5.0
+DEFAULT_THRESHOLD = 100 * 1024
+#: Below Lambda's 6 MB uncapped burst, so padding alone never triggers the 2 MB/s bandwidth cap.
+DEFAULT_BUDGET = 4 * 1024 * 1024
+
+_SSE_LINE = 4096  # long comment lines are legal, but some proxies and parsers cap line length
+_NDJSON_TYPES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+        "application/json-lines",
+    }
+)
+
+PadFunction = Callable[[bytes, int], bytes]
+"""``pad(tail, n)``: padding of about ``n`` bytes to write after ``tail`` (the last bytes written), or b""
+when this is not a safe place."""
+
+
+def _sse_pad(tail: bytes, n: int) -> bytes:
+    if not tail or tail[-1:] not in (b"\n", b"\r"):
+        return b""
+    lines, left = [], max(n, 2)
+    while left > 0:
+        width = min(left, _SSE_LINE)
+        lines.append(b":" + b" " * max(width - 2, 0) + b"\n")
+        left -= width
+    return b"".join(lines)
+
+
+def _html_pad(tail: bytes, n: int) -> bytes:
+    if not tail or tail[-1:] not in (b">", b" ", b"\n", b"\t", b"\r"):
+        return b""
+    return b" " * n
+
+
+def _ndjson_pad(tail: bytes, n: int) -> bytes:
+    if tail[-1:] != b"\n":
+        return b""
+    return b" " * n
+
+
+def pad_function_for(content_type: str, content_encoding: str = "") -> PadFunction | None:
+    """The safe padding for a response, or None when it must never be padded.
+
+    >>> pad_function_for("text/event-stream; charset=utf-8")(b"data: x\\n\\n", 8)
+    b':      \\n'
+    >>> pad_function_for("application/json") is None
+    True
+    """
+    if content_encoding.strip() and content_encoding.strip().lower() != "identity":
+        return None  # compressed bytes: padding would corrupt the stream
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/event-stream":
+        return _sse_pad
+    if media == "text/html":
+        return _html_pad
+    if media in _NDJSON_TYPES:
+        return _ndjson_pad
+    return None
+
+
+@dataclass(frozen=True)
+class PaddingPolicy:
+    """How an app's responses are padded; chosen once, overridable per response by header."""
+
+    mode: PaddingMode = "none"
+    idle_ms: float = DEFAULT_IDLE_MS
+    threshold: int = DEFAULT_THRESHOLD
+    budget: int = DEFAULT_BUDGET
+    pad: PadFunction | None = None  # forces this pad function for every content type
+
+    def __post_init__(self) -> None:
+        if self.mode not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, not {self.mode!r}")
+        if self.threshold < 1 or self.idle_ms < 0 or self.budget < 0:
+            raise ValueError("padding threshold must be >= 1, idle_ms and budget >= 0")
+
+    def for_response(self, headers: list[tuple[str, str]]) -> Flusher | None:
+        """A flusher for one response, or None when it is not to be padded."""
+        found = {name: value for name, value in headers}
+        mode = found.get(PADDING_HEADER, self.mode).strip().lower()
+        if mode not in PADDING_MODES:
+            mode = self.mode
+        if mode == "none":
+            return None
+        pad = self.pad or pad_function_for(found.get("content-type", ""), found.get("content-encoding", ""))
+        if pad is None:
+            return None
+        return Flusher(pad, self.threshold, self.budget, automatic=mode == "idle")
+
+
+class Flusher:
+    """Padding state of one response: what is pending in the service, and the padding spent."""
+
+    def __init__(self, pad: PadFunction, threshold: int, budget: int, *, automatic: bool) -> None:
+        self.pad = pad
+        self.threshold = threshold
+        self.budget = budget
+        self.automatic = automatic
+        self.pending = 0
+        self.padding_bytes = 0
+        self.exhausted = False
+        self._tail = b""
+
+    def wrote(self, data: bytes) -> None:
+        """Account for bytes the app wrote (model: the service releases once ``threshold`` are pending)."""
+        if not data:
+            return
+        self._tail = (self._tail + data)[-16:]
+        self.pending += len(data)
+        if self.pending >= self.threshold:
+            self.pending = 0
+
+    def padding(self) -> bytes:
+        """Padding that would push the pending bytes out now; b"" when none is due or safe."""
+        if self.pending == 0 or self.exhausted:
+            return b""
+        data = self.pad(self._tail, self.threshold - self.pending)
+        if not data:
+            return b""
+        if self.padding_bytes + len(data) > self.budget:
+            self.exhausted = True
+            return b""
+        self.padding_bytes += len(data)
+        self.pending = 0
+        self._tail = data[-16:]
+        return data

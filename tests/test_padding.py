@@ -1,0 +1,287 @@
+"""The padding flusher: when it pads, how much, and that each format still parses the same."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from typing import Any
+
+import anyio
+import pytest
+from httpx_sse._decoders import SSEDecoder
+
+from lambda_asgi_stream._types import Receive, Scope, Send
+from lambda_asgi_stream.buffering import HoldBack
+from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder
+from lambda_asgi_stream.encoder import decode_stream
+from lambda_asgi_stream.padding import FLUSH_EXTENSION, Flusher, PaddingPolicy, pad_function_for
+
+THRESHOLD = 1000
+
+
+def flusher(content_type: str, budget: int = 10**9, encoding: str = "") -> Flusher:
+    pad = pad_function_for(content_type, encoding)
+    assert pad is not None
+    return Flusher(pad, THRESHOLD, budget, automatic=True)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encoding", "padded"),
+    [
+        ("text/event-stream", "", True),
+        ("text/event-stream; charset=utf-8", "", True),
+        ("text/html; charset=utf-8", "", True),
+        ("application/x-ndjson", "", True),
+        ("application/jsonl", "", True),
+        ("application/json", "", False),
+        ("application/octet-stream", "", False),
+        ("image/png", "", False),
+        ("text/plain", "", False),
+        ("", "", False),
+        ("text/event-stream", "gzip", False),
+        ("text/html", "br", False),
+        ("text/html", "identity", True),
+    ],
+)
+def test_which_responses_may_be_padded(content_type: str, encoding: str, padded: bool) -> None:
+    assert (pad_function_for(content_type, encoding) is not None) is padded
+
+
+def test_pads_just_enough_to_reach_the_threshold() -> None:
+    f = flusher("text/event-stream")
+    f.wrote(b"data: hello\n\n")
+    pad = f.padding()
+    assert len(pad) + len(b"data: hello\n\n") == THRESHOLD
+    assert f.pending == 0 and f.padding() == b""  # nothing pending: nothing more to pad
+
+
+def test_no_padding_once_the_service_would_release_anyway() -> None:
+    f = flusher("text/event-stream")
+    f.wrote(b"data: " + b"x" * THRESHOLD + b"\n\n")
+    assert f.padding() == b""
+
+
+@pytest.mark.parametrize(
+    ("content_type", "tail"),
+    [
+        ("text/event-stream", b"data: half a li"),  # not after a complete line
+        ("text/html", b"<p>some te"),  # inside text: spaces would change nothing visible, but
+        ("application/x-ndjson", b'{"a": 1'),  # inside a JSON value: never
+    ],
+)
+def test_never_pads_at_an_unsafe_boundary(content_type: str, tail: bytes) -> None:
+    f = flusher(content_type)
+    f.wrote(tail)
+    assert f.padding() == b""
+    assert f.pending == len(tail)
+
+
+def test_budget_stops_padding() -> None:
+    f = flusher("text/event-stream", budget=2 * THRESHOLD)
+    spent = 0
+    for _ in range(5):
+        f.wrote(b"data: x\n\n")
+        spent += len(f.padding())
+    assert spent <= 2 * THRESHOLD
+    assert f.exhausted
+
+
+def sse_events(data: bytes) -> list[tuple[str, str, str | None]]:
+    decoder = SSEDecoder()
+    events = []
+    for line in data.decode().splitlines():
+        event = decoder.decode(line)
+        if event is not None:
+            events.append((event.event, event.data, event.id))
+    return events
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[tuple[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.items.append(("start", (tag, attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.items.append(("end", tag))
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.items.append(("text", data.strip()))
+
+
+def html_structure(data: bytes) -> list[tuple[str, Any]]:
+    parser = _Text()
+    parser.feed(data.decode())
+    parser.close()
+    return parser.items
+
+
+def ndjson_values(data: bytes) -> list[Any]:
+    return [json.loads(line) for line in data.decode().split("\n") if line.strip()]
+
+
+FORMATS = [
+    (
+        "text/event-stream",
+        [b"event: token\ndata: Hel\n\n", b"id: 2\ndata: lo\n\n", b": keep-alive\n\n", b"data: [DONE]\n\n"],
+        sse_events,
+    ),
+    (
+        "text/html; charset=utf-8",
+        [
+            b"<!doctype html><html><head><title>t</title></head>",
+            b"<body><p>one</p>",
+            b"<p>two</p></body></html>",
+        ],
+        html_structure,
+    ),
+    ("application/x-ndjson", [b'{"n": 1}\n', b'{"n": 2}\n', b'{"n": [3, "x"]}\n'], ndjson_values),
+]
+
+
+@pytest.mark.parametrize(("content_type", "writes", "parse"), FORMATS, ids=[f[0] for f in FORMATS])
+def test_padded_stream_parses_the_same(content_type: str, writes: list[bytes], parse: Any) -> None:
+    f = flusher(content_type)
+    out = b""
+    for write in writes:
+        f.wrote(write)
+        out += write
+        out += f.padding()
+    assert f.padding_bytes > 0, "the test must actually pad"
+    assert len(out) > sum(map(len, writes))
+    assert parse(out) == parse(b"".join(writes))
+
+
+# --- the flusher inside the cycle, with the hold-back model as the far side ------------------------
+
+
+class HeldBackWriter:
+    """A StreamWriter whose bytes pass through Lambda's hold-back model; records what was released."""
+
+    def __init__(self, threshold: int) -> None:
+        self.model = HoldBack(threshold)
+        self.released: list[bytes] = []
+        self.wire: list[bytes] = []
+        self.prelude_seen = False
+
+    async def write(self, data: bytes) -> None:
+        self.wire.append(data)
+        if not self.prelude_seen:
+            self.prelude_seen = True
+            return
+        out = self.model.feed(data)
+        if out:
+            self.released.append(out)
+
+    async def close(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        out = self.model.end()
+        if out:
+            self.released.append(out)
+
+    def delivered(self) -> bytes:
+        return b"".join(self.released)
+
+
+def sse_app(events: int, pause: float, flush_by_hand: bool = False, wait_release: bool = False) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for n in range(events):
+            seen.append(len(sse_events(writer.delivered())))  # events the client has, before event n
+            await send({"type": "http.response.body", "body": f"data: {n}\n\n".encode(), "more_body": True})
+            if flush_by_hand:
+                await scope["extensions"][FLUSH_EXTENSION]()
+            if wait_release:
+                # Stay idle until the event reaches the client; with no padding this would time out.
+                with anyio.fail_after(10):
+                    while len(sse_events(writer.delivered())) <= n:
+                        await anyio.sleep(0.001)
+            await anyio.sleep(pause)
+        await send({"type": "http.response.body", "body": b""})
+
+    seen: list[int] = []
+    writer = HeldBackWriter(THRESHOLD)
+    app.seen = seen  # type: ignore[attr-defined]
+    app.writer = writer  # type: ignore[attr-defined]
+    return app
+
+
+async def run_padded(app: Any, mode: str) -> PaddedStreamingResponder:
+    policy = PaddingPolicy(mode=mode, idle_ms=5, threshold=THRESHOLD)  # type: ignore[arg-type]
+    responder = PaddedStreamingResponder(app.writer, "function-url", policy)
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    return responder
+
+
+@pytest.mark.anyio
+async def test_idle_padding_releases_each_event_before_the_next_one() -> None:
+    app = sse_app(events=4, pause=0, wait_release=True)
+    responder = await run_padded(app, "idle")
+    assert app.seen == [0, 1, 2, 3]
+    assert responder.stats.padding > 0
+    assert sse_events(app.writer.delivered()) == [("message", str(n), "") for n in range(4)]
+
+
+@pytest.mark.anyio
+async def test_without_padding_small_events_are_held_to_the_end() -> None:
+    app = sse_app(events=4, pause=0.02)
+    responder = await run_padded(app, "explicit")  # no idle padding, and the app never asks
+    assert app.seen == [0, 0, 0, 0]
+    assert len(app.writer.released) == 1  # all at once, at the end
+    assert responder.stats.padding == 0
+
+
+@pytest.mark.anyio
+async def test_explicit_flush_releases_at_once() -> None:
+    app = sse_app(events=3, pause=0, flush_by_hand=True)
+    responder = await run_padded(app, "explicit")
+    assert app.seen == [0, 1, 2]  # each event released before the app went on
+    assert responder.stats.padding > 0
+
+
+@pytest.mark.anyio
+async def test_fast_burst_costs_no_padding() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for n in range(50):
+            await send({"type": "http.response.body", "body": f"data: {n}\n\n".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.writer = HeldBackWriter(THRESHOLD)  # type: ignore[attr-defined]
+    responder = await run_padded(app, "idle")
+    assert responder.stats.padding == 0
+
+
+@pytest.mark.anyio
+async def test_padding_header_is_consumed_and_can_turn_padding_off() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"x-lambda-padding", b"none")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await anyio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b""})
+
+    app.writer = HeldBackWriter(THRESHOLD)  # type: ignore[attr-defined]
+    responder = await run_padded(app, "idle")
+    prelude, _ = decode_stream(b"".join(app.writer.wire))
+    assert prelude.headers == [("content-type", "text/event-stream")]
+    assert responder.stats.padding == 0
+
+
+def test_policy_rejects_unknown_modes() -> None:
+    with pytest.raises(ValueError, match="padding"):
+        PaddingPolicy(mode="always")  # type: ignore[arg-type]
