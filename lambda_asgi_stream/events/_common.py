@@ -119,7 +119,20 @@ def headers(pairs: Iterable[tuple[str, str]], body: bytes) -> Headers:
         result.append((raw_name, raw_value))
     if body:
         result.append((b"content-length", str(len(body)).encode("ascii")))
-    return result
+    return _one_cookie_header(result)
+
+
+def _one_cookie_header(headers: Headers) -> Headers:
+    # Several Cookie fields are joined with "; " into one (RFC 9113 8.2.3, RFC 6265 5.4): frameworks
+    # read only the first ``cookie`` header (Starlette's ``request.cookies``), and a ", " join (Mangum,
+    # lessons.md 5) makes the second cookie part of the first one's value.
+    cookies = [value for name, value in headers if name == b"cookie"]
+    if len(cookies) < 2:
+        return headers
+    first = next(i for i, (name, _) in enumerate(headers) if name == b"cookie")
+    rest = [(name, value) for name, value in headers if name != b"cookie"]
+    rest.insert(first, (b"cookie", b"; ".join(cookies)))
+    return rest
 
 
 def _header_value(value: str) -> bytes:

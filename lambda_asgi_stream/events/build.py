@@ -93,9 +93,7 @@ def _v2(
         # HTTP APIs decode the path and cut it at a decoded "?" (protocol.md 4.6, hono#2156).
         domain = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
         raw_path = unquote(path).split("?", 1)[0]
-        stage_name = stage or "$default"
-        if stage:
-            raw_path = f"/{stage}{raw_path}"
+        stage_name = stage or "$default"  # a named stage is already the first segment of the client's path
     now = time.time()
     event: dict[str, Any] = {
         "version": "2.0",
