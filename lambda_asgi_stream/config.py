@@ -68,7 +68,7 @@ class Config:
             timeout_margin_ms=_int(env, ENV_TIMEOUT_MARGIN_MS, 500, minimum=0),
             max_concurrency=_int(env, "AWS_LAMBDA_MAX_CONCURRENCY", 1, minimum=1),
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
-            log_level=env.get(ENV_LOG_LEVEL, "INFO").upper(),
+            log_level=_log_level(env.get(ENV_LOG_LEVEL, "INFO")),
             padding=_padding(env),
             sse=SSEOptions(
                 heartbeat_s=_float(env, ENV_SSE_HEARTBEAT_S, DEFAULT_HEARTBEAT_S),
@@ -82,6 +82,19 @@ def _invoke_mode(value: str) -> InvokeMode:
     if mode is None:
         raise ConfigError(f"{ENV_INVOKE_MODE} must be RESPONSE_STREAM or BUFFERED, not {value!r}")
     return mode
+
+
+_LOG_LEVELS = ("CRITICAL", "FATAL", "ERROR", "WARNING", "WARN", "INFO", "DEBUG", "NOTSET")
+
+
+def _log_level(value: str) -> str:
+    # Checked here: an unknown name would make logging raise ValueError before the init error is reported.
+    level = value.strip().upper() or "INFO"
+    if level not in _LOG_LEVELS:
+        raise ConfigError(
+            f"{ENV_LOG_LEVEL} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {value!r}"
+        )
+    return level
 
 
 def _lifespan(value: str) -> LifespanMode:

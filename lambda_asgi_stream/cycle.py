@@ -362,6 +362,9 @@ class HTTPCycle:
         self._send_error: BaseException | None = None
         self._transport_error: RuntimeAPIError | None = None
         self._done = anyio.Event()
+        # RFC 9110 9.3.2: a response to HEAD has no content. Frameworks (Starlette) send the GET body
+        # anyway and leave it to the server to drop, as uvicorn does; here we are the server.
+        self._head = scope.get("method") == "HEAD"
 
     async def run(self, app: ASGIApp, *, deadline: float | None = None) -> CycleResult:
         """Run ``app``; ``deadline`` is an ``anyio.current_time()`` after which the app is cancelled."""
@@ -458,7 +461,7 @@ class HTTPCycle:
         body = message.get("body", b"")
         if not isinstance(body, (bytes, bytearray, memoryview)):
             raise self._protocol_error(f"http.response.body needs bytes, got {type(body).__name__}")
-        if body:
+        if body and not self._head:
             await self.responder.body(bytes(body))
         if message.get("flush") and hasattr(self.responder, "flush"):
             await self.responder.flush()

@@ -44,6 +44,11 @@ async def load(name: str) -> list[str]:
     return DATA[name]
 
 
+async def work_step(index: int) -> None:
+    """One slice of the long task."""
+    await anyio.sleep(_delay() / 2)
+
+
 app = FastAPI(docs_url=None, redoc_url=None)
 
 
@@ -71,8 +76,8 @@ async def progress(steps: int = 10) -> StreamingResponse:
         )
         style = f"background:#4a4;height:1rem;width:{100 // steps}%;display:inline-block"
         step = f"<div class='step' style='{style}'>"
-        for _ in range(steps):
-            await anyio.sleep(_delay() / 2)
+        for i in range(steps):
+            await work_step(i)
             yield step + "</div>"
         yield "</div><p id='done'>done</p></body></html>"
 
