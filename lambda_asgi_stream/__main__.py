@@ -1,6 +1,7 @@
-"""Command line: ``lambda-asgi-stream run | invoke`` (also ``python -m lambda_asgi_stream``).
+"""Command line: ``lambda-asgi-stream run | serve | invoke`` (also ``python -m lambda_asgi_stream``).
 
 ``run MODULE:APP``     the runtime loop, inside Lambda (``bootstrap`` / exec wrapper call this)
+``serve MODULE:APP``   the local emulator: the app in a child process, behind an HTTP front door
 ``invoke MODULE:APP``  one event through the whole streaming path on this machine, printed as it arrives
 
 Heavy or local-only modules are imported inside the command that needs them, so ``run`` (the Lambda
@@ -116,7 +117,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         app = _import(args.app)
     except AppImportError as exc:
-        logger.error("%s", exc)
+        # The app's own traceback (file and line of the failing import), unless the module is just missing.
+        cause = exc.__cause__
+        logger.error("%s", exc, exc_info=None if isinstance(cause, ModuleNotFoundError) else cause)
         anyio.run(report_init_error, config.runtime_api, exc)
         return 1
     try:
@@ -153,21 +156,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     mode = args.invoke_mode or ("RESPONSE_STREAM" if streams else "BUFFERED")
     if mode == "RESPONSE_STREAM" and not streams:
         print(f"note: Lambda cannot stream through {args.integration}; emulating it anyway", file=sys.stderr)
-    options = EmulatorOptions(
-        app=args.app,
-        host=args.host,
-        port=args.port,
-        integration=args.integration,
-        invoke_mode=mode,
-        buffering=args.buffering,
-        buffer_threshold=args.buffer_threshold,
-        timeout=args.timeout,
-        bandwidth=args.bandwidth,
-        reload=args.reload,
-        concurrency=max(1, args.concurrency),
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, options)
+    try:
+        options = EmulatorOptions(
+            app=args.app,
+            host=args.host,
+            port=args.port,
+            integration=args.integration,
+            invoke_mode=mode,
+            buffering=args.buffering,
+            buffer_threshold=args.buffer_threshold,
+            timeout=args.timeout,
+            bandwidth=args.bandwidth,
+            reload=args.reload,
+            concurrency=args.concurrency,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(serve, options)
+    except LambdaAsgiStreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -176,7 +187,11 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 
     from .config import Config
 
-    config = Config.from_env({**os.environ, "AWS_LAMBDA_RUNTIME_API": "unset:0"})
+    try:
+        config = Config.from_env({**os.environ, "AWS_LAMBDA_RUNTIME_API": "unset:0"})
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _setup_logging(config.log_level)
     try:
         app = _import(args.app)

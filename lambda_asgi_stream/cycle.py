@@ -134,11 +134,15 @@ class StreamingResponder:
 class PaddedStreamingResponder(StreamingResponder):
     """A :class:`StreamingResponder` plus the padding flusher (:mod:`padding`) and SSE extras (:mod:`sse`).
 
-    A watcher task runs beside the app. After each write it waits for the app to go idle for ``idle_ms``;
-    if small writes are still pending in the service by then, it writes just enough padding to push them
-    out. An SSE response silent for ``heartbeat_s`` gets a heartbeat comment. Apps can ask for a flush:
+    A watcher task runs beside the app. Once the app has gone idle for ``idle_ms`` with small writes
+    still pending in the service, it writes just enough padding to push them out; an SSE response silent
+    for ``heartbeat_s`` gets a heartbeat comment. Apps can ask for a flush:
     ``await scope["extensions"]["lambda_asgi_stream.flush"]()``, or a body message with ``"flush": True``.
-    A lock keeps the watcher's writes and the app's writes whole and in order.
+
+    The app's writes stay cheap: a write records its time and wakes the watcher only when the watcher
+    is waiting for one, and the watcher debounces by timestamps, so a burst of writes costs no task
+    switches. A response the watcher has nothing to do for (binary, JSON, padding off and no SSE
+    heartbeat) is decided at ``start`` and writes with no lock at all.
     """
 
     def __init__(
@@ -153,9 +157,14 @@ class PaddedStreamingResponder(StreamingResponder):
         self.sse = sse or SSEOptions()
         self.flusher: Flusher | None = None
         self.is_sse = False
-        self._lock = anyio.Lock()
+        self.watched = False
+        # fast_acquire: an uncontended acquire does not yield to the event loop (anyio 4.5); the write
+        # under the lock yields anyway, so cancellation still gets its checkpoint.
+        self._lock = anyio.Lock(fast_acquire=True)
         self._closed = False
-        self._wake = anyio.Event()
+        self._started = anyio.Event()
+        self._wake: anyio.Event | None = None  # set while the watcher waits for the next write
+        self._last_write = 0.0
         self._tail = b""
         self._writes = 0
         self._warned = False
@@ -164,22 +173,32 @@ class PaddedStreamingResponder(StreamingResponder):
         decoded = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
         self.flusher = self.policy.for_response(decoded)
         self.is_sse = any(k == "content-type" and is_event_stream(v) for k, v in decoded)
+        automatic = self.flusher is not None and self.flusher.automatic
+        self.watched = automatic or (self.is_sse and self.sse.heartbeat_s > 0)
         wanted = [(k, v) for k, v in headers if k.lower() != PADDING_HEADER.encode()]
         async with self._lock:
             await super().start(status, wanted)
-        self._wake.set()
+            self._last_write = time.monotonic()
+        self._started.set()
 
     async def body(self, data: bytes) -> None:
+        if not self.watched:
+            await super().body(data)
+            self._wrote(data)
+            return
         async with self._lock:
             await super().body(data)
             self._wrote(data)
-        self._wake.set()
 
     def _wrote(self, data: bytes) -> None:
         self._writes += 1
-        self._tail = (self._tail + data)[-16:]
+        self._last_write = time.monotonic()
+        self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
         if self.flusher is not None:
             self.flusher.wrote(data)
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
 
     async def flush(self) -> None:
         """Pad out what is pending now (an explicit request from the app)."""
@@ -190,6 +209,7 @@ class PaddedStreamingResponder(StreamingResponder):
         async with self._lock:
             self._closed = True
             await super().complete()
+        self._started.set()  # a watcher still waiting for a start has nothing left to watch
 
     async def fail(self, exc: BaseException) -> None:
         async with self._lock:
@@ -198,6 +218,7 @@ class PaddedStreamingResponder(StreamingResponder):
                 event = terminal_error_event(function_error_type(exc), str(exc), self._tail)
                 await self.writer.write(event)
             await super().fail(exc)
+        self._started.set()
 
     async def _pad(self) -> None:
         if self.flusher is None or self._closed:
@@ -221,29 +242,31 @@ class PaddedStreamingResponder(StreamingResponder):
 
     async def background(self) -> None:
         """The watcher; runs beside the app for the whole cycle."""
+        await self._started.wait()
+        if not self.watched or self._closed:
+            return
+        automatic = self.flusher is not None and self.flusher.automatic
         idle = self.policy.idle_ms / 1000
-        seen = 0
+        beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
+        seen = 0  # writes made before this task first ran are still to be looked at
         try:
-            await self._wake.wait()  # the response has started
             while not self._closed:
                 if self._writes == seen:  # nothing new: wait for a write, or for heartbeat time
-                    beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
-                    self._wake = anyio.Event()
-                    with anyio.move_on_after(beat) as silent:
-                        await self._wake.wait()
+                    wake = self._wake = anyio.Event()
+                    with anyio.move_on_after(self._last_write + beat - time.monotonic()) as silent:
+                        await wake.wait()
                     if silent.cancelled_caught:
                         async with self._lock:
                             await self._heartbeat()
+                        seen = self._writes
                         continue
                 seen = self._writes
-                if self.flusher is None or not self.flusher.automatic:
+                if not automatic:
                     continue
-                while True:  # debounce: padding is due once no write came for `idle` seconds
-                    self._wake = anyio.Event()
-                    with anyio.move_on_after(idle) as quiet:
-                        await self._wake.wait()
-                    if quiet.cancelled_caught:
-                        break
+                # Debounce by timestamps (writes never wake us here): padding is due once no write came
+                # for `idle` seconds.
+                while (wait := self._last_write + idle - time.monotonic()) > 0:  # noqa: ASYNC110
+                    await anyio.sleep(wait)
                 seen = self._writes
                 async with self._lock:
                     await self._pad()
@@ -361,7 +384,9 @@ class HTTPCycle:
         self._request_sent = False
         self._send_error: BaseException | None = None
         self._transport_error: RuntimeAPIError | None = None
-        self._done = anyio.Event()
+        # Created only if the app calls receive() again before the response ends (most never do).
+        self._done: anyio.Event | None = None
+        self._finished = False
         # RFC 9110 9.3.2: a response to HEAD has no content. Frameworks (Starlette) send the GET body
         # anyway and leave it to the server to drop, as uvicorn does; here we are the server.
         self._head = scope.get("method") == "HEAD"
@@ -376,7 +401,9 @@ class HTTPCycle:
                 group.start_soon(background)
                 app_error, timed_out = await self._call(app, deadline)
                 group.cancel_scope.cancel()
-        self._done.set()
+        self._finished = True
+        if self._done is not None:
+            self._done.set()
         if self._transport_error is not None:
             raise self._transport_error
         if self.state is _State.DONE:
@@ -390,7 +417,13 @@ class HTTPCycle:
         flush = getattr(self.responder, "flush", None)
         if flush is not None:
             self.scope.setdefault("extensions", {})[FLUSH_EXTENSION] = flush
-        with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as scope:
+        if deadline is None:  # no cancel scope to enter and leave: the buffered Adapter's common case
+            try:
+                await app(self.scope, self._receive, self._send)
+            except Exception as exc:
+                return exc, False
+            return None, False
+        with anyio.CancelScope(deadline=deadline) as scope:
             try:
                 await app(self.scope, self._receive, self._send)
             except Exception as exc:
@@ -422,7 +455,10 @@ class HTTPCycle:
         if not self._request_sent:
             self._request_sent = True
             return {"type": "http.request", "body": self.body, "more_body": False}
-        await self._done.wait()
+        if not self._finished:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
         return {"type": "http.disconnect"}
 
     async def _send(self, message: Message) -> None:
@@ -468,7 +504,9 @@ class HTTPCycle:
         if not message.get("more_body", False):
             await self.responder.complete()
             self.state = _State.DONE
-            self._done.set()
+            self._finished = True
+            if self._done is not None:
+                self._done.set()
 
     def _protocol_error(self, text: str) -> ASGIProtocolError:
         error = ASGIProtocolError(text)

@@ -5,7 +5,8 @@ Three parts, as in Lambda:
 * **sandboxes**: each is a child process running our own runtime loop (``python -m lambda_asgi_stream run``)
   against its own loopback Runtime API server (:class:`~lambda_asgi_stream.local_api.LocalRuntimeAPI`), the
   way Lambda starts an execution environment. One invocation at a time per sandbox; ``--concurrency N``
-  runs N of them. A sandbox that dies is restarted; its in-flight invocation fails as Lambda's would.
+  runs N of them. A sandbox that dies is restarted; its in-flight invocation fails as Lambda's would. An
+  app that fails its init (import error) is retried on the next request only, never in a loop.
 * **the front door**: a plain HTTP server (uvicorn) that turns each request into the event of the chosen
   integration (``events.build``), hands it to a free sandbox, decodes the prelude and streams the body to
   the client as it arrives, through the models of :mod:`~lambda_asgi_stream.buffering` (Lambda's
@@ -13,20 +14,27 @@ Three parts, as in Lambda:
 * **the limits** users trip over, enforced and explained: the function timeout (the sandbox is killed, as
   Lambda does), 6 MB buffered responses, the 200 MB streamed cap, the 16 KiB prelude, 6 MB request bodies.
 
-A mid-stream error trailer ends the client's response the way a Function URL does: the status is already
-committed, so the body is cut (the connection is closed without the final chunk), and the error is printed
-on the console.
+What the client sees when an invocation fails (protocol.md 6.5): before the response started, a ``502``;
+after it, the status is committed, so the body is cut (whatever the service still held is sent, then the
+connection is closed without the final chunk). Either way the error is printed on the console.
+
+One line is logged per request: ``METHOD PATH STATUS ttfb= time= bytes= chunks= padding= end=``, where
+``bytes`` and ``chunks`` count what reached the client (after the hold-back model), ``padding`` the bytes
+of it that were the runtime's padding, and ``end`` is ``complete``, ``client-gone`` or ``error:TYPE``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
+import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +43,17 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import LambdaAsgiStreamError, PreludeTooLargeError
+from ._errors import LambdaAsgiStreamError
 from ._types import Integration, Message, Receive, Scope, Send
 from .buffering import MAX_STREAMED_BYTES, Bandwidth, make_release
-from .encoder import MAX_BUFFERED_RESPONSE_BYTES, PreludeDecoder, decode_buffered_response
+from .config import ENV_LOG_LEVEL
+from .encoder import (
+    HOP_BY_HOP,
+    MAX_BUFFERED_RESPONSE_BYTES,
+    MAX_PRELUDE_BYTES,
+    PreludeDecoder,
+    decode_buffered_response,
+)
 from .events.build import build_event
 from .local_api import (
     BufferedResult,
@@ -48,11 +63,16 @@ from .local_api import (
     StreamData,
     StreamEnd,
 )
+from .sse import is_event_stream
 
 logger = logging.getLogger("lambda_asgi_stream.emulator")
 
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # synchronous invoke payload limit (Lambda quotas)
-_RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: How long a request waits for a (re)starting runtime to take it, on top of the function timeout.
+INIT_ALLOWANCE_S = 10.0
+_RESTART_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0)
+_STOP_GRACE_S = 2.0
+_PREFIX = "lambda-asgi-stream:"
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,20 @@ class EmulatorOptions:
     concurrency: int = 1
     environ: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.invoke_mode not in ("RESPONSE_STREAM", "BUFFERED"):
+            raise ValueError(f"invoke mode must be RESPONSE_STREAM or BUFFERED, not {self.invoke_mode!r}")
+        make_release(self.buffering, self.buffer_threshold)  # raises ValueError on a bad mode/threshold
+        if not self.timeout > 0 or math.isinf(self.timeout):
+            raise ValueError(f"the timeout must be a positive number of seconds, not {self.timeout}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+
+
+def _say(text: str) -> None:
+    """A plain line on the console (stderr), for what the user must notice."""
+    print(f"{_PREFIX} {text}", file=sys.stderr, flush=True)
+
 
 # --- sandboxes --------------------------------------------------------------------------------------
 
@@ -88,66 +122,104 @@ class Sandbox:
         self.address = ""
         self.process: anyio.abc.Process | None = None
         self.init_error: str | None = None
+        # Held while a request uses the sandbox (released by whichever task finishes with it), and by a
+        # restart, which so waits for the current request.
+        self.lock = anyio.Semaphore(1)
         self._kill_reason: tuple[str, str] | None = None
+        self._closing = False
         self._demand = anyio.Event()
         self._restart = anyio.Event()
+        self._stopped = anyio.Event()  # set when the current child has exited and been accounted for
+        self._stopped.set()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as group:
             self.address = await group.start(self.api.serve, "127.0.0.1", 0)
             task_status.started()
             failures = 0
-            while True:
+            while not self._closing:
                 started = time.monotonic()
+                polls_before = self.api.next_calls
                 code = await self._run_child()
-                failures = 0 if time.monotonic() - started > 10 else failures + 1
+                deliberate = self._kill_reason is not None or self._restart.is_set() or self._closing
+                if self.init_error is None and not deliberate and self.api.next_calls == polls_before:
+                    # Died before asking for an invocation, without reporting why (e.g. os._exit or a
+                    # crash at import): an init failure too, and retried the same way.
+                    self.init_error = (
+                        f"the runtime exited with code {code} before asking for an invocation "
+                        "(see its output above)"
+                    )
                 await self._after_exit(code)
+                if self._closing:
+                    return
                 if self.init_error is not None:
+                    failures = 0
                     await self._wait_for_demand()
-                else:
-                    await self._pause(_RESTART_BACKOFF[min(failures, len(_RESTART_BACKOFF) - 1)])
+                    continue
+                if deliberate:
+                    failures = 0
+                    continue
+                failures = failures + 1 if time.monotonic() - started < 10 else 1
+                await self._pause(_RESTART_BACKOFF[min(failures, len(_RESTART_BACKOFF)) - 1])
+
+    def _child_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.options.environ}
+        # The front door logs one line per request; the runtime's own line would repeat it.
+        env.setdefault(ENV_LOG_LEVEL, "WARNING")
+        env.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": self.address,
+                "LAMBDA_ASGI_STREAM_INVOKE_MODE": self.options.invoke_mode,
+                "AWS_LAMBDA_FUNCTION_NAME": "local",
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+                "AWS_LAMBDA_FUNCTION_TIMEOUT": str(max(1, math.ceil(self.options.timeout))),
+                "AWS_LAMBDA_MAX_CONCURRENCY": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.pop("_X_AMZN_TRACE_ID", None)
+        return env
 
     async def _run_child(self) -> int:
-        env = {
-            **os.environ,
-            **self.options.environ,
-            "AWS_LAMBDA_RUNTIME_API": self.address,
-            "LAMBDA_ASGI_STREAM_INVOKE_MODE": self.options.invoke_mode,
-            "AWS_LAMBDA_FUNCTION_NAME": "local",
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(self.options.timeout)),
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.pop("_X_AMZN_TRACE_ID", None)
         command = [sys.executable, "-m", "lambda_asgi_stream", "run", self.options.app]
         self.init_error = None
         errors_before = len(self.api.init_errors)
         self._restart = anyio.Event()
-        async with await anyio.open_process(command, env=env, stdout=None, stderr=None) as process:
+        self._stopped = anyio.Event()
+        # stdout/stderr are inherited: the app's output shows on the console, as it would in CloudWatch.
+        async with await anyio.open_process(
+            command, env=self._child_env(), stdout=None, stderr=None
+        ) as process:
             self.process = process
+            logger.info("sandbox %d: runtime started (pid %d)", self.index, process.pid)
             code = await process.wait()
         self.process = None
         if len(self.api.init_errors) > errors_before:
             failed = self.api.init_errors[-1]
-            detail = (
-                failed.payload.get("errorMessage") if isinstance(failed.payload, dict) else failed.payload
-            )
-            self.init_error = f"{failed.error_type}: {detail}"
+            self.init_error = f"{failed.error_type}: {_message(failed.payload)}"
         return code
 
     async def _after_exit(self, code: int) -> None:
-        if self._kill_reason is not None:
-            error_type, message = self._kill_reason
-            self._kill_reason = None
-        elif self.init_error is not None:
-            error_type, message = "Runtime.InitError", self.init_error
-            logger.error("sandbox %d: init failed: %s", self.index, self.init_error)
-        else:
-            error_type, message = "Runtime.ExitError", f"the runtime exited with code {code}"
-            if not self._restart.is_set():
-                logger.error("sandbox %d: runtime exited with code %d; restarting", self.index, code)
-        await self.api.abort(error_type, message, taken_only=self.init_error is None)
+        try:
+            if self._kill_reason is not None:
+                error_type, message = self._kill_reason
+                self._kill_reason = None
+            elif self.init_error is not None:
+                error_type, message = "Runtime.InitError", self.init_error
+                retry = "the next request tries again" + ("" if self.options.reload else " (or use --reload)")
+                _say(f"the app failed to start: {self.init_error}\n{_PREFIX} requests get 502; {retry}")
+            else:
+                error_type, message = "Runtime.ExitError", f"the runtime exited with code {code}"
+                if not self._restart.is_set() and not self._closing:
+                    _say(f"sandbox {self.index}: {message}; starting a new one")
+            # After an init failure every queued request fails (Lambda would retry the init per request,
+            # and fail each the same way); otherwise queued requests wait for the next runtime.
+            await self.api.abort(
+                error_type, message, taken_only=self.init_error is None and not self._closing
+            )
+        finally:
+            self._stopped.set()
 
     async def _wait_for_demand(self) -> None:
         # Lambda retries a failed init on the next invocation; so do we, instead of spinning.
@@ -164,24 +236,56 @@ class Sandbox:
             group.start_soon(wake, self._restart)
 
     async def _pause(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self._restart.wait()
+        if seconds > 0:
+            with anyio.move_on_after(seconds):
+                await self._restart.wait()
 
-    def kill(self, error_type: str, message: str) -> None:
-        """Stop the sandbox at once (SIGKILL, as Lambda does at a timeout); its invocation fails."""
+    async def kill(self, error_type: str, message: str) -> None:
+        """Stop the runtime at once (SIGKILL, as Lambda does at a timeout) and wait until it is gone."""
+        process, stopped = self.process, self._stopped
+        if process is None or process.returncode is not None:
+            return
         self._kill_reason = (error_type, message)
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+        process.kill()
+        await stopped.wait()
 
-    def restart(self) -> None:
-        """Replace the runtime process (after a code change)."""
-        self._restart.set()
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
+    async def restart(self) -> None:
+        """Replace the runtime process (after a code change), once its current request is done."""
+        async with self.lock:
+            process, stopped = self.process, self._stopped
+            self._restart.set()
+            if process is not None and process.returncode is None:
+                process.terminate()
+                with anyio.move_on_after(_STOP_GRACE_S) as slow:
+                    await stopped.wait()
+                if slow.cancelled_caught and process.returncode is None:
+                    process.kill()
+                    await stopped.wait()
 
-    def invoke(self, event: bytes, timeout: float) -> AsyncIterator[InvocationEvent]:
+    async def stop(self) -> None:
+        """Shut the runtime down (SIGTERM, then SIGKILL) and start no other; unfinished requests fail."""
+        self._closing = True
         self._demand.set()
-        return self.api.invoke(event, timeout_s=timeout)
+        self._restart.set()
+        process, stopped = self.process, self._stopped
+        if process is not None and process.returncode is None:
+            self._kill_reason = ("Runtime.ExitError", "the emulator is shutting down")
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            with anyio.move_on_after(_STOP_GRACE_S):
+                await stopped.wait()
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                with anyio.move_on_after(_STOP_GRACE_S):
+                    await stopped.wait()
+        await self.api.abort("Runtime.ExitError", "the emulator is shutting down")
+
+    def invoke(
+        self, event: bytes, timeout: float, on_taken: Callable[[], None]
+    ) -> AsyncIterator[InvocationEvent]:
+        self._demand.set()
+        return self.api.invoke(event, timeout_s=timeout, on_taken=on_taken)
 
 
 class SandboxPool:
@@ -194,11 +298,29 @@ class SandboxPool:
         self._send, self._receive = anyio.create_memory_object_stream[Sandbox](len(sandboxes))
         for sandbox in sandboxes:
             self._send.send_nowait(sandbox)
+        self._told = False
 
     async def acquire(self) -> Sandbox:
-        return await self._receive.receive()
+        """A free sandbox, locked for the caller."""
+        try:
+            sandbox = self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            if not self._told:
+                self._told = True
+                logger.info(
+                    "all %d sandboxes are busy: requests wait (Lambda would start more; see --concurrency)",
+                    len(self.sandboxes),
+                )
+            sandbox = await self._receive.receive()
+        try:
+            await sandbox.lock.acquire()
+        except BaseException:
+            self._send.send_nowait(sandbox)
+            raise
+        return sandbox
 
     def release(self, sandbox: Sandbox) -> None:
+        sandbox.lock.release()
         self._send.send_nowait(sandbox)
 
 
@@ -206,7 +328,7 @@ class SandboxPool:
 
 
 class _StreamCut(Exception):
-    """Raised inside the front door to make the HTTP server drop the connection mid-body."""
+    """Raised from the front door to make the HTTP server drop the connection mid-body."""
 
 
 @dataclass
@@ -218,56 +340,69 @@ class _Log:
     first_byte: float | None = None
     bytes: int = 0
     chunks: int = 0
-    end: str = "complete"
+    padding: int = 0
+    end: str = "cancelled"
 
     def line(self) -> str:
         ttfb = "-" if self.first_byte is None else f"{(self.first_byte - self.started) * 1000:.1f}ms"
         total = (time.perf_counter() - self.started) * 1000
         return (
             f"{self.method} {self.path} {self.status if self.status is not None else '-'} "
-            f"ttfb={ttfb} time={total:.1f}ms bytes={self.bytes} chunks={self.chunks} end={self.end}"
+            f"ttfb={ttfb} time={total:.1f}ms bytes={self.bytes} chunks={self.chunks} "
+            f"padding={self.padding} end={self.end}"
         )
 
 
 class FrontDoor:
-    """The ASGI app uvicorn serves: HTTP request -> Lambda event -> sandbox -> HTTP response."""
+    """The ASGI app uvicorn serves: HTTP request -> Lambda event -> sandbox -> HTTP response.
 
-    def __init__(self, pool: SandboxPool, options: EmulatorOptions) -> None:
+    ``tasks`` runs the work that outlives a client's response: a sandbox still streaming after the client's
+    response was ended early (a limit) is drained there before it serves the next request.
+    """
+
+    def __init__(
+        self, pool: SandboxPool, options: EmulatorOptions, tasks: anyio.abc.TaskGroup, *, port: int = 0
+    ) -> None:
         self.pool = pool
         self.options = options
+        self.tasks = tasks
+        self.port = port or options.port
+        self.closing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        log = _Log(
-            scope["method"],
-            scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else ""),
-        )
+        query = scope["query_string"].decode("latin-1")
+        log = _Log(scope["method"], scope["path"] + ("?" + query if query else ""))
         try:
-            await self._serve(scope, receive, send, log)
+            cut = await self._serve(scope, receive, send, log)
         finally:
             logger.info("%s", log.line())
+        if cut:
+            raise _StreamCut(log.end)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, log: _Log) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, log: _Log) -> bool:
+        if self.closing:
+            log.status, log.end = 503, "shutting-down"
+            await _plain(send, 503, "The emulator is shutting down\n")
+            return False
         body = await _read_body(receive)
         if body is None:
-            log.status, log.end = 413, "request-too-large"
+            log.status, log.end = 413, "error:RequestTooLarge"
+            _say(f"{log.method} {log.path}: request body over Lambda's 6 MB invoke payload limit; sent 413")
             await _plain(
                 send, 413, f"Request body over Lambda's {MAX_REQUEST_BYTES} byte invoke payload limit\n"
             )
-            return
+            return False
         event = json.dumps(self._event(scope, body)).encode("utf-8")
         sandbox = await self.pool.acquire()
-        try:
-            await self._invoke(sandbox, event, send, log)
-        finally:
-            self.pool.release(sandbox)
+        return await self._invoke(sandbox, event, receive, send, log)
 
     def _event(self, scope: Scope, body: bytes) -> dict[str, Any]:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         client = scope.get("client") or ("127.0.0.1", 0)
-        host = next((v for k, v in headers if k == "host"), f"{self.options.host}:{self.options.port}")
+        host = next((v for k, v in headers if k == "host"), _host_port(self.options.host, self.port))
         return build_event(
             self.options.integration,
             method=scope["method"],
@@ -277,70 +412,151 @@ class FrontDoor:
             body=body,
             source_ip=client[0],
             host=host,
+            scheme="http",  # so that URLs the app builds point back here
         )
 
-    async def _invoke(self, sandbox: Sandbox, event: bytes, send: Send, log: _Log) -> None:
-        # The runtime gets the configured timeout as its deadline; Lambda stops the sandbox at that
-        # deadline, and so do we, a little later, if the runtime did not end the response itself.
-        deadline = anyio.current_time() + self.options.timeout + 1.0
-        responder = _ClientResponse(send, log, self.options)
-        stream = sandbox.invoke(event, self.options.timeout)
+    async def _invoke(self, sandbox: Sandbox, event: bytes, receive: Receive, send: Send, log: _Log) -> bool:
+        """Run one invocation on ``sandbox`` (which this releases); True when the client's response is cut."""
+        timeout = self.options.timeout
+        responder = _ClientResponse(send, log, self.options, f"{log.method} {log.path}")
+        # Until a runtime takes the invocation, allow for a (re)starting one; from then on the function
+        # timeout runs, as in Lambda.
+        waiting = anyio.CancelScope(deadline=anyio.current_time() + timeout + INIT_ALLOWANCE_S)
+        taken = False
+
+        def on_taken() -> None:
+            nonlocal taken
+            taken = True
+            waiting.deadline = anyio.current_time() + timeout
+
+        stream = sandbox.invoke(event, timeout, on_taken)
+        finished = False  # the sandbox has said its last word for this invocation
+        handed_off = False
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_watch_client, receive, responder)
+                with waiting:
+                    async for item in stream:
+                        finished = not isinstance(item, StreamData)
+                        await responder.handle(item)
+                        if responder.ended:
+                            break
+                    else:
+                        finished = True
+                group.cancel_scope.cancel()
+            if waiting.cancelled_caught:
+                finished = True
+                # Stop listening first: the dying sandbox fails what it still has in flight, and that
+                # must not wait for a reader (this task) that is busy killing it.
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()  # type: ignore[attr-defined]
+                if taken:
+                    message = f"Task timed out after {timeout:.2f} seconds"
+                    await sandbox.kill("Sandbox.Timedout", message)
+                    await responder.fail(
+                        "Sandbox.Timedout", f"{message} (--timeout): the sandbox was killed, as Lambda does"
+                    )
+                else:
+                    message = (
+                        f"no runtime took the invocation within {timeout + INIT_ALLOWANCE_S:.0f} s "
+                        "(is the app's import hanging?)"
+                    )
+                    await sandbox.kill("Runtime.Unavailable", message)
+                    await responder.fail("Runtime.Unavailable", message)
+            elif not finished:
+                # The client's response ended early (a limit); the function is still writing. Lambda lets
+                # it run to its end or its timeout; the sandbox serves nobody else meanwhile.
+                self.tasks.start_soon(self._drain, sandbox, stream, waiting.deadline)
+                handed_off = True
+            await responder.finish()
+        finally:
+            if not handed_off:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()  # type: ignore[attr-defined]
+                self.pool.release(sandbox)
+        return responder.cut
+
+    async def _drain(self, sandbox: Sandbox, stream: AsyncIterator[InvocationEvent], deadline: float) -> None:
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
-                async for item in stream:
-                    await responder.handle(item)
+                async for _ in stream:
+                    pass
             if scope.cancelled_caught:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()  # type: ignore[attr-defined]
                 message = f"Task timed out after {self.options.timeout:.2f} seconds"
-                logger.error("%s: killing the sandbox, as Lambda does", message)
-                sandbox.kill("Sandbox.Timedout", message)
-                await responder.fail("Sandbox.Timedout", message)
+                _say(f"{message}: the sandbox was killed, as Lambda does")
+                await sandbox.kill("Sandbox.Timedout", message)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-        await responder.finish()
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()  # type: ignore[attr-defined]
+            self.pool.release(sandbox)
+
+
+async def _watch_client(receive: Receive, responder: _ClientResponse) -> None:
+    """Notice a client that leaves: Lambda keeps running (protocol.md 6.4), so only the log changes."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            responder.client_gone = True
+            return
 
 
 class _ClientResponse:
     """Turns what the sandbox sends into what an HTTP client of Lambda receives."""
 
-    def __init__(self, send: Send, log: _Log, options: EmulatorOptions) -> None:
+    def __init__(self, send: Send, log: _Log, options: EmulatorOptions, label: str) -> None:
         self._send = send
         self.log = log
         self.options = options
+        self.label = label
         self.decoder = PreludeDecoder()
         self.release = make_release(options.buffering, options.buffer_threshold)
         self.bandwidth = Bandwidth() if options.bandwidth else None
-        self.started = False
-        self.client_gone = False
+        self.padding_bytes: bytes | None = None
+        self.started = False  # the status line went out
+        self.ended = False  # the client's response is over (complete, 502, or cut)
         self.cut = False
+        self.client_gone = False
         self.streamed = 0
 
     async def handle(self, item: InvocationEvent) -> None:
         if isinstance(item, StreamData):
             await self._data(item.data)
         elif isinstance(item, StreamEnd):
-            if item.error is None:
-                await self._write(self.release.end(), more=False)
-            else:
+            if item.error is not None:
                 await self.fail(item.error[0], _message(item.error[1]))
+            elif self.decoder.prelude is None:
+                await self.fail(
+                    "Runtime.InvalidPrelude", "the stream ended before the prelude delimiter (8 NUL bytes)"
+                )
+            else:
+                await self._write(self.release.end(), more=False)
+                self._end("client-gone" if self.client_gone else "complete")
         elif isinstance(item, BufferedResult):
             await self._buffered(item)
         elif isinstance(item, InvocationFailed):
             await self.fail(item.error_type, _message(item.payload))
 
     async def _data(self, data: bytes) -> None:
-        if self.cut:
+        if self.ended:
             return
         if self.decoder.prelude is None:
             try:
                 data = self.decoder.feed(data)
-            except (PreludeTooLargeError, LambdaAsgiStreamError) as exc:
-                await self.fail("Runtime.InvalidPrelude", str(exc))
+            except LambdaAsgiStreamError as exc:
+                await self.fail(
+                    "Runtime.InvalidPrelude",
+                    f"{exc} (Lambda reads status and headers from the first {MAX_PRELUDE_BYTES} bytes)",
+                )
                 return
             if self.decoder.prelude is None:
                 return
             prelude = self.decoder.prelude
-            headers = [*prelude.headers, *(("set-cookie", c) for c in prelude.cookies)]
-            await self._start(prelude.status, headers)
+            self.padding_bytes = _padding_alphabet(prelude.headers)
+            await self._start(
+                prelude.status, [*prelude.headers, *(("set-cookie", c) for c in prelude.cookies)]
+            )
         if not data:
             return
         self.streamed += len(data)
@@ -350,6 +566,8 @@ class _ClientResponse:
                 f"the streamed response passed Lambda's {MAX_STREAMED_BYTES // 2**20} MB limit",
             )
             return
+        if self.padding_bytes is not None and not data.translate(None, self.padding_bytes):
+            self.log.padding += len(data)
         await self._write(self.release.feed(data), more=True)
 
     async def _buffered(self, item: BufferedResult) -> None:
@@ -357,7 +575,9 @@ class _ClientResponse:
         if size > MAX_BUFFERED_RESPONSE_BYTES:
             await self.fail(
                 "Function.ResponseSizeTooLarge",
-                f"buffered response is {size} bytes; Lambda returns at most {MAX_BUFFERED_RESPONSE_BYTES}",
+                f"the buffered response is {size} bytes; Lambda returns at most "
+                f"{MAX_BUFFERED_RESPONSE_BYTES} (6 MB) in BUFFERED mode. Stream it (RESPONSE_STREAM), "
+                "or send less",
             )
             return
         if self.options.invoke_mode == "RESPONSE_STREAM":
@@ -366,31 +586,47 @@ class _ClientResponse:
                 "RESPONSE_STREAM mode shows that JSON as the body. "
                 "Set LAMBDA_ASGI_STREAM_INVOKE_MODE to match."
             )
-        status, headers, body = decode_buffered_response(item.payload)
+        try:
+            status, headers, body = decode_buffered_response(item.payload)
+        except (ValueError, TypeError) as exc:
+            await self.fail("Runtime.InvalidResponse", f"unreadable buffered response: {exc}")
+            return
         await self._start(status, headers)
         await self._write(body, more=False)
+        self._end("client-gone" if self.client_gone else "complete")
 
     async def fail(self, error_type: str, message: str) -> None:
-        self.log.end = f"error:{error_type}"
-        print(f"lambda-asgi-stream: invocation failed: {error_type}: {message}", file=sys.stderr, flush=True)
+        """The invocation failed: 502 if nothing was sent yet, else cut the response where it is."""
+        if self.ended:
+            return
+        self._end(f"error:{error_type}")
         if not self.started:
             # Lambda answers a function error with 502 (Function URL, API Gateway proxy).
+            _say(f"{self.label}: {error_type}: {message}\n{_PREFIX} the client got 502")
             self.log.status = 502
-            await _plain(self._send, 502, "Internal Server Error\n")
             self.started = True
-            self.cut = True
+            await _plain(self._client, 502, "Internal Server Error\n")
             return
+        _say(
+            f"{self.label}: {error_type}: {message}\n{_PREFIX} status {self.log.status} was already sent: "
+            f"the response was cut after {self.log.bytes + self.release.pending} body bytes"
+        )
+        # What the service still held goes out; then the connection closes without the final chunk.
+        await self._write(self.release.end(), more=True)
         self.cut = True
-        raise _StreamCut(f"{error_type}: {message}")
 
     async def finish(self) -> None:
-        if not self.started:
+        if not self.ended:
             await self.fail("Runtime.NoResponse", "the invocation ended without a response")
+
+    def _end(self, reason: str) -> None:
+        self.ended = True
+        self.log.end = reason
 
     async def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.started = True
         self.log.status = status
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers if k not in ("content-length",)]
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() not in HOP_BY_HOP]
         await self._client({"type": "http.response.start", "status": status, "headers": raw})
 
     async def _write(self, data: bytes, *, more: bool) -> None:
@@ -412,13 +648,30 @@ class _ClientResponse:
             await self._send(message)
         except OSError:
             self.client_gone = True
-            self.log.end = "client-gone"
+
+
+def _padding_alphabet(headers: list[tuple[str, str]]) -> bytes | None:
+    """The bytes the runtime's padding is made of for this response (padding.py), or None."""
+    found = dict(headers)
+    if found.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+        return None
+    content_type = found.get("content-type", "")
+    if is_event_stream(content_type):
+        return b": \n"
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/html" or "ndjson" in media or "jsonl" in media or "json-lines" in media:
+        return b" "
+    return None
 
 
 def _message(detail: Any) -> str:
     if isinstance(detail, dict):
         return str(detail.get("errorMessage", detail))
     return str(detail)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -453,7 +706,8 @@ class _HideStreamCut(logging.Filter):
 
 def _python_files(root: Path) -> Iterator[Path]:
     for path in root.rglob("*.py"):
-        if not any(part.startswith(".") or part in ("__pycache__", "node_modules") for part in path.parts):
+        parts = path.relative_to(root).parts
+        if not any(part.startswith(".") or part in ("__pycache__", "node_modules") for part in parts):
             yield path
 
 
@@ -467,8 +721,14 @@ def _snapshot(root: Path) -> dict[Path, float]:
     return snapshot
 
 
-async def _watch(root: Path, sandboxes: list[Sandbox]) -> None:
+async def _watch(
+    root: Path,
+    sandboxes: list[Sandbox],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     before = await anyio.to_thread.run_sync(_snapshot, root)
+    task_status.started()
     while True:
         await anyio.sleep(0.5)
         now = await anyio.to_thread.run_sync(_snapshot, root)
@@ -477,45 +737,91 @@ async def _watch(root: Path, sandboxes: list[Sandbox]) -> None:
                 {str(p.relative_to(root)) for p in set(now) ^ set(before)}
                 | {str(p.relative_to(root)) for p in now if p in before and now[p] != before[p]}
             )
-            logger.info("changed: %s; restarting the sandboxes", ", ".join(changed[:5]))
-            for sandbox in sandboxes:
-                sandbox.restart()
+            _say(f"changed: {', '.join(changed[:5])}; restarting the app")
+            async with anyio.create_task_group() as group:
+                for sandbox in sandboxes:
+                    group.start_soon(sandbox.restart)
             before = now
 
 
 # --- entry point ----------------------------------------------------------------------------------------
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn, minus its signal handling: ``serve`` handles signals and stops the sandboxes first.
+
+        (uvicorn re-raises a captured SIGTERM once it stops, which would end this process before the
+        child processes are stopped.)
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server
+
+
+async def _stop_on_signal(server: Any, front: FrontDoor, sandboxes: list[Sandbox]) -> None:
+    """First signal: refuse new requests, stop the sandboxes (their requests end), stop uvicorn."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if front.closing:
+                server.force_exit = True
+                continue
+            _say(f"{signal.Signals(signum).name}: shutting down")
+            front.closing = True
+            async with anyio.create_task_group() as group:
+                for sandbox in sandboxes:
+                    group.start_soon(sandbox.stop)
+            server.should_exit = True
+
+
 async def serve(options: EmulatorOptions) -> None:
-    """Run the emulator until interrupted."""
+    """Run the emulator until interrupted (SIGINT or SIGTERM)."""
     import uvicorn
 
     sandboxes = [Sandbox(i, options) for i in range(options.concurrency)]
     pool = SandboxPool(sandboxes)
-    front = FrontDoor(pool, options)
     sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((options.host, options.port))
+    try:
+        sock.bind((options.host, options.port))
+        sock.listen(2048)  # now, so that a client can connect as soon as the URL is printed
+    except OSError as exc:
+        sock.close()
+        raise LambdaAsgiStreamError(f"cannot listen on {options.host}:{options.port}: {exc}") from exc
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        front, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_HideStreamCut())
     async with anyio.create_task_group() as group:
+        front = FrontDoor(pool, options, group, port=port)
+        config = uvicorn.Config(
+            front,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            server_header=False,
+            http="h11",  # the same wire behaviour whether or not httptools is installed
+            timeout_graceful_shutdown=1,
+        )
+        server = _server_class()(config)
+        group.start_soon(_stop_on_signal, server, front, sandboxes)
         for sandbox in sandboxes:
             await group.start(sandbox.run)
         if options.reload:
-            group.start_soon(_watch, Path.cwd(), sandboxes)
-        url = f"http://{options.host}:{port}"
+            await group.start(_watch, Path.cwd(), sandboxes)
         print(
-            f"lambda-asgi-stream: serving {options.app} as a {options.integration} "
-            f"({options.invoke_mode}, buffering {options.buffering}) on {url}",
+            f"{_PREFIX} serving {options.app} ({options.integration}, {options.invoke_mode}, "
+            f"buffering {options.buffering}) on http://{_host_port(options.host, port)}",
             flush=True,
         )
         try:
             await server.serve(sockets=[sock])
         finally:
-            for sandbox in sandboxes:
-                sandbox.restart()
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as stopping:
+                    for sandbox in sandboxes:
+                        stopping.start_soon(sandbox.stop)
             group.cancel_scope.cancel()

@@ -18,13 +18,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import h11
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -78,6 +80,8 @@ class _Pending:
     deadline_ms: int
     send: MemoryObjectSendStream[InvocationEvent]
     receive: MemoryObjectReceiveStream[InvocationEvent]
+    timeout_s: float = 900.0
+    on_taken: Callable[[], None] | None = None
     taken_at: float | None = None
     done: bool = False
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
@@ -95,10 +99,14 @@ class LocalRuntimeAPI:
 
     def __init__(self, function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local") -> None:
         self.function_arn = function_arn
-        self._queue_send, self._queue_receive = anyio.create_memory_object_stream[_Pending](1000)
+        # A plain deque, not a memory stream: a ``next`` poller whose runtime went away must be able to
+        # stop waiting without the chance of taking (and losing) an invocation.
+        self._queue: deque[_Pending] = deque()
+        self._queued: anyio.Event | None = None
         self._by_id: dict[str, _Pending] = {}
         self.init_errors: list[InvocationFailed] = []
         self.init_error_event: anyio.Event | None = None
+        self.next_calls = 0  # ``next`` requests received (a runtime that never polls failed its init)
 
     async def serve(
         self,
@@ -116,9 +124,18 @@ class LocalRuntimeAPI:
             await listener.serve(self._connection)
 
     async def invoke(
-        self, event: bytes, *, timeout_s: float = 900.0, request_id: str | None = None
+        self,
+        event: bytes,
+        *,
+        timeout_s: float = 900.0,
+        request_id: str | None = None,
+        on_taken: Callable[[], None] | None = None,
     ) -> AsyncIterator[InvocationEvent]:
-        """Queue one invocation and yield what the runtime sends back, as it arrives."""
+        """Queue one invocation and yield what the runtime sends back, as it arrives.
+
+        The deadline (``timeout_s``) runs from the moment a runtime takes the invocation, as Lambda's
+        function timeout does; ``on_taken`` is called at that moment.
+        """
         send, receive = anyio.create_memory_object_stream[InvocationEvent](0)
         pending = _Pending(
             request_id=request_id or str(uuid.uuid4()),
@@ -126,10 +143,14 @@ class LocalRuntimeAPI:
             deadline_ms=0,
             send=send,
             receive=receive,
+            timeout_s=timeout_s,
+            on_taken=on_taken,
         )
-        pending.deadline_ms = int((time.time() + timeout_s) * 1000)
         self._by_id[pending.request_id] = pending
-        await self._queue_send.send(pending)
+        self._queue.append(pending)
+        if self._queued is not None:
+            self._queued.set()
+        await anyio.lowlevel.checkpoint()
         try:
             async with receive:
                 async for item in receive:
@@ -137,6 +158,7 @@ class LocalRuntimeAPI:
                     if not isinstance(item, StreamData):
                         return
         finally:
+            pending.done = True  # nobody listens any more: never hand it out, drop what comes back
             self._by_id.pop(pending.request_id, None)
 
     # --- the server side --------------------------------------------------------------------------
@@ -166,6 +188,7 @@ class LocalRuntimeAPI:
         method = req.method.decode("latin-1")
         if method == "GET" and target == f"{_PREFIX}/invocation/next":
             await _drain_body(conn, stream)
+            self.next_calls += 1
             await self._next(conn, stream)
             return
         if method == "POST" and target == f"{_PREFIX}/init/error":
@@ -220,11 +243,55 @@ class LocalRuntimeAPI:
         """Invocations queued or being served."""
         return sum(1 for p in self._by_id.values() if not p.done)
 
+    async def _take(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> _Pending | None:
+        """Wait for an invocation; None when the polling runtime goes away first (it died).
+
+        Without the watch, the poll of a runtime that died while idle would take the next invocation and
+        lose it on the closed connection.
+        """
+        gone = False
+        taken: _Pending | None = None
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal gone
+                while True:  # a runtime sends nothing while it waits; EOF means it is gone
+                    try:
+                        data = await stream.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        data = b""
+                    conn.receive_data(data)
+                    if not data:
+                        gone = True
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(watch)
+            while True:
+                while self._queue and self._queue[0].done:  # failed while queued: never hand it out
+                    self._queue.popleft()
+                if self._queue:
+                    taken = self._queue.popleft()
+                    break
+                if self._queued is None or self._queued.is_set():
+                    self._queued = anyio.Event()
+                await self._queued.wait()
+            group.cancel_scope.cancel()
+        if gone and taken is not None:
+            self._queue.appendleft(taken)
+            if self._queued is not None:
+                self._queued.set()
+            return None
+        return taken
+
     async def _next(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> None:
-        pending = await self._queue_receive.receive()
-        while pending.done:  # failed while queued (its sandbox died): never hand it out
-            pending = await self._queue_receive.receive()
+        pending = await self._take(conn, stream)
+        if pending is None:
+            raise anyio.EndOfStream
         pending.taken_at = time.perf_counter()
+        pending.deadline_ms = int((time.time() + pending.timeout_s) * 1000)
+        if pending.on_taken is not None:
+            pending.on_taken()
         headers = [
             ("Content-Type", "application/json"),
             ("Lambda-Runtime-Aws-Request-Id", pending.request_id),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .request import Request, parse_event
+from .parse import parse_event
+from .request import Request
 
 __all__ = ["Request", "parse_event"]

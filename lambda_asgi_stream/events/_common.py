@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -110,11 +111,9 @@ def headers(pairs: Iterable[tuple[str, str]], body: bytes) -> Headers:
     """
     result: Headers = []
     for name, value in pairs:
-        raw_name = name.lower().encode("latin-1", "replace")
+        raw_name = _header_name(name)
         raw_value = _header_value(value)
-        if raw_name in (b"content-length", b"transfer-encoding"):
-            continue
-        if not _TOKEN.match(raw_name) or _BAD_VALUE.search(raw_value):
+        if raw_name is None or _BAD_VALUE.search(raw_value):
             continue
         result.append((raw_name, raw_value))
     if body:
@@ -133,6 +132,15 @@ def _one_cookie_header(headers: Headers) -> Headers:
     rest = [(name, value) for name, value in headers if name != b"cookie"]
     rest.insert(first, (b"cookie", b"; ".join(cookies)))
     return rest
+
+
+@functools.lru_cache(maxsize=512)
+def _header_name(name: str) -> bytes | None:
+    """The ASGI name of a header, or None when it must not reach the app. Cached: events repeat names."""
+    raw = name.lower().encode("latin-1", "replace")
+    if raw in (b"content-length", b"transfer-encoding") or not _TOKEN.match(raw):
+        return None
+    return raw
 
 
 def _header_value(value: str) -> bytes:

@@ -90,9 +90,7 @@ def test_scripts_are_shipped_executable() -> None:
 
 async def _serve_one(command: list[str], env: dict[str, str]) -> tuple[int, list[bytes], str]:
     api = LocalRuntimeAPI()
-    event = json.dumps(
-        build_event("function-url", method="GET", path="/countdown", query_string="from=2")
-    ).encode()
+    event = build_event("function-url", method="GET", path="/countdown", query_string="from=2")
     async with anyio.create_task_group() as group:
         address = await group.start(api.serve, "127.0.0.1", 0)
         process = await anyio.open_process(
