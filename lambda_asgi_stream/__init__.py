@@ -27,6 +27,7 @@ from ._version import __version__
 from .adapter import Adapter
 from .config import Config
 from .events import Request, parse_event
+from .padding import flush
 from .runtime_api import LambdaContext
 
 __all__ = [
@@ -50,5 +51,6 @@ __all__ = [
     "StreamTruncatedError",
     "UnsupportedEventError",
     "__version__",
+    "flush",
     "parse_event",
 ]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._errors import AppImportError, ConfigError, LambdaAsgiStreamError
+from .padding import padding_alphabet
 
 logger = logging.getLogger("lambda_asgi_stream")
 
@@ -257,7 +258,7 @@ async def _invoke(app: Any, event: bytes, config: Any, mode: str, timeout: float
                 if body:
                     chunks += 1
                     size += len(body)
-                    print(f"{stamp()}  chunk {chunks} ({len(body)} bytes): {_show(body)}", file=out)
+                    print(f"{stamp()}  {_describe(chunks, body, decoder.prelude)}", file=out)
             elif isinstance(item, StreamEnd):
                 if item.error is None:
                     print(f"{stamp()}  end: complete ({chunks} chunks, {size} bytes)", file=out)
@@ -282,9 +283,13 @@ async def _invoke(app: Any, event: bytes, config: Any, mode: str, timeout: float
     return status
 
 
-def _show(body: bytes, limit: int = 120) -> str:
-    text = repr(body[:limit])
-    return text + (" ..." if len(body) > limit else "")
+def _describe(number: int, body: bytes, prelude: Any, limit: int = 120) -> str:
+    headers = dict(prelude.headers) if prelude is not None else {}
+    alphabet = padding_alphabet(headers.get("content-type", ""), headers.get("content-encoding", ""))
+    if alphabet is not None and not body.translate(None, alphabet):
+        return f"chunk {number} ({len(body)} bytes): padding (the flusher pushing earlier writes out)"
+    text = repr(body[:limit]) + (" ..." if len(body) > limit else "")
+    return f"chunk {number} ({len(body)} bytes): {text}"
 
 
 def _error_text(detail: Any) -> str:

@@ -63,7 +63,7 @@ from .local_api import (
     StreamData,
     StreamEnd,
 )
-from .sse import is_event_stream
+from .padding import padding_alphabet
 
 logger = logging.getLogger("lambda_asgi_stream.emulator")
 
@@ -553,7 +553,10 @@ class _ClientResponse:
             if self.decoder.prelude is None:
                 return
             prelude = self.decoder.prelude
-            self.padding_bytes = _padding_alphabet(prelude.headers)
+            found = dict(prelude.headers)
+            self.padding_bytes = padding_alphabet(
+                found.get("content-type", ""), found.get("content-encoding", "")
+            )
             await self._start(
                 prelude.status, [*prelude.headers, *(("set-cookie", c) for c in prelude.cookies)]
             )
@@ -648,20 +651,6 @@ class _ClientResponse:
             await self._send(message)
         except OSError:
             self.client_gone = True
-
-
-def _padding_alphabet(headers: list[tuple[str, str]]) -> bytes | None:
-    """The bytes the runtime's padding is made of for this response (padding.py), or None."""
-    found = dict(headers)
-    if found.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
-        return None
-    content_type = found.get("content-type", "")
-    if is_event_stream(content_type):
-        return b": \n"
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media == "text/html" or "ndjson" in media or "jsonl" in media or "json-lines" in media:
-        return b" "
-    return None
 
 
 def _message(detail: Any) -> str:

@@ -32,9 +32,9 @@ Modes: ``none`` (never pad), ``explicit`` (pad only when the app asks, see :data
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 PaddingMode = Literal["none", "explicit", "idle"]
 PADDING_MODES: tuple[PaddingMode, ...] = ("none", "explicit", "idle")
@@ -44,6 +44,23 @@ PADDING_MODES: tuple[PaddingMode, ...] = ("none", "explicit", "idle")
 PADDING_HEADER = "x-lambda-padding"
 #: ``scope["extensions"][FLUSH_EXTENSION]`` is an ``async () -> None`` that pads out what is pending now.
 FLUSH_EXTENSION = "lambda_asgi_stream.flush"
+
+
+async def flush(scope: Mapping[str, Any]) -> None:
+    """Push what this response has written so far past Lambda's hold-back, now.
+
+    >>> await lambda_asgi_stream.flush(request.scope)  # doctest: +SKIP
+
+    For apps that know when a chunk matters (the last token of a sentence, a progress line). It pads as
+    the ``idle`` policy would, at a safe boundary for the content type, and does nothing where there is
+    nothing to push, the response is not padded (``none``, binary, JSON), or the app runs elsewhere
+    (uvicorn, tests), so it is safe to call everywhere. A body message with ``"flush": True`` does the same.
+    """
+    extensions = scope.get("extensions") or {}
+    push = extensions.get(FLUSH_EXTENSION)
+    if push is not None:
+        await push()
+
 
 DEFAULT_IDLE_MS = 5.0
 DEFAULT_THRESHOLD = 100 * 1024
@@ -108,6 +125,19 @@ def pad_function_for(content_type: str, content_encoding: str = "") -> PadFuncti
     if media in _NDJSON_TYPES:
         return _ndjson_pad
     return None
+
+
+#: The bytes each pad function writes; a received piece made only of these is (almost surely) padding.
+_ALPHABETS: dict[PadFunction, bytes] = {_sse_pad: b": \n", _html_pad: b" ", _ndjson_pad: b" "}
+
+
+def padding_alphabet(content_type: str, content_encoding: str = "") -> bytes | None:
+    """The bytes the padding of such a response is made of, or None when it is never padded.
+
+    For readers of a stream (the emulator's log line, ``invoke``) that want to tell padding apart.
+    """
+    pad = pad_function_for(content_type, content_encoding)
+    return None if pad is None else _ALPHABETS[pad]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from lambda_asgi_stream._types import Receive, Scope, Send
 from lambda_asgi_stream.buffering import HoldBack
 from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder
 from lambda_asgi_stream.encoder import decode_stream
-from lambda_asgi_stream.padding import FLUSH_EXTENSION, Flusher, PaddingPolicy, pad_function_for
+from lambda_asgi_stream.padding import FLUSH_EXTENSION, Flusher, PaddingPolicy, flush, pad_function_for
 
 THRESHOLD = 1000
 
@@ -198,7 +198,7 @@ def sse_app(events: int, pause: float, flush_by_hand: bool = False, wait_release
             seen.append(len(sse_events(writer.delivered())))  # events the client has, before event n
             await send({"type": "http.response.body", "body": f"data: {n}\n\n".encode(), "more_body": True})
             if flush_by_hand:
-                await scope["extensions"][FLUSH_EXTENSION]()
+                await flush(scope)
             if wait_release:
                 # Stay idle until the event reaches the client; with no padding this would time out.
                 with anyio.fail_after(10):
@@ -245,6 +245,19 @@ async def test_explicit_flush_releases_at_once() -> None:
     responder = await run_padded(app, "explicit")
     assert app.seen == [0, 1, 2]  # each event released before the app went on
     assert responder.stats.padding > 0
+
+
+@pytest.mark.anyio
+async def test_flush_helper_is_a_no_op_outside_lambda() -> None:
+    await flush({"type": "http"})  # uvicorn, tests: no extension, nothing to push
+    await flush({"type": "http", "extensions": None})
+    calls: list[int] = []
+
+    async def push() -> None:
+        calls.append(1)
+
+    await flush({"type": "http", "extensions": {FLUSH_EXTENSION: push}})
+    assert calls == [1]
 
 
 @pytest.mark.anyio

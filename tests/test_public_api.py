@@ -33,6 +33,7 @@ PUBLIC = {
     "StreamTruncatedError",
     "UnsupportedEventError",
     "__version__",
+    "flush",
     "parse_event",
 }
 
