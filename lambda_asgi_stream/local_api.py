@@ -200,6 +200,16 @@ class LocalRuntimeAPI:
                 self.init_error_event.set()
             await _reply(conn, stream, 202, {"status": "OK"})
             return
+        if method == "POST" and target == "/2020-01-01/extension/register":
+            # The runtime registers a no-op extension so that Lambda sends it SIGTERM (runtime.py); here
+            # the sandbox gets SIGTERM anyway, so registering is all there is to it.
+            await _drain_body(conn, stream)
+            name = _header(req, "lambda-extension-name")
+            await _reply(conn, stream, 200, {}, [("Lambda-Extension-Identifier", f"local-{name}")])
+            return
+        if method == "GET" and target == "/2020-01-01/extension/event/next":
+            await _drain_body(conn, stream)
+            await anyio.sleep_forever()  # no events were asked for: the long poll never returns
         parts = target.split("/")
         # /2018-06-01/runtime/invocation/{id}/{response|error}
         if method == "POST" and len(parts) == 6 and parts[3] == "invocation":
@@ -396,9 +406,15 @@ async def _drain_body(conn: h11.Connection, stream: anyio.abc.SocketStream) -> N
     await _read_body(conn, stream)
 
 
-async def _reply(conn: h11.Connection, stream: anyio.abc.SocketStream, status: int, payload: Any) -> None:
+async def _reply(
+    conn: h11.Connection,
+    stream: anyio.abc.SocketStream,
+    status: int,
+    payload: Any,
+    extra: list[tuple[str, str]] | None = None,
+) -> None:
     body = json.dumps(payload).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(extra or [])]
     await stream.send(
         conn.send(h11.Response(status_code=status, headers=headers))
         + conn.send(h11.Data(data=body))

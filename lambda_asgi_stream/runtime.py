@@ -58,7 +58,7 @@ from .cycle import (
     StreamingResponder,
 )
 from .events import Request, parse_event
-from .lifespan import Lifespan, make_lifespan
+from .lifespan import Lifespan, LifespanOn, make_lifespan
 from .runtime_api import APIRequest, Invocation, LambdaContext
 
 logger = logging.getLogger("lambda_asgi_stream")
@@ -69,6 +69,7 @@ current_context: ContextVar[LambdaContext] = ContextVar("lambda_asgi_stream_cont
 _RECV_SIZE = 256 * 1024
 _NEXT_ATTEMPTS = 6  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of backoff, then give up
 _BACKOFF_START = 0.1
+_EXTENSION_NAME = "lambda-asgi-stream-sigterm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,8 @@ class _Connection:
 
     async def flush(self) -> None:
         sock = self.sock
-        assert sock is not None
+        if sock is None:  # closed by an earlier failure (a padding write, say): report it as one
+            raise RuntimeAPIError("the connection to the Runtime API is closed")
         pending = self._pending
         try:
             while pending:
@@ -191,7 +193,8 @@ class _Connection:
 
     async def _next_event(self) -> object:
         sock = self.sock
-        assert sock is not None
+        if sock is None:
+            raise RuntimeAPIError("the connection to the Runtime API is closed")
         try:
             while True:
                 event = self.h11.next_event()
@@ -329,6 +332,9 @@ class LambdaRuntime:
         self.handle_signals = handle_signals
         self.lifespan: Lifespan = make_lifespan(app, config.lifespan)
         self._fatal: BaseException | None = None
+        self._stopping = False
+        self._warned_buffered_only = False
+        self._idle: set[anyio.CancelScope] = set()  # workers waiting in `next`, cancelled on a fatal fault
         self.invocations = 0
 
     async def serve(self) -> None:
@@ -353,10 +359,37 @@ class LambdaRuntime:
         async with anyio.create_task_group() as group:
             if self.handle_signals:
                 group.start_soon(self._stop_on_signal, group.cancel_scope)
+            if self._lifespan_active():
+                group.start_soon(self._enable_sigterm)
             if self.config.snap_start:
                 await self._wait_for_restore()
-            for _ in range(self.config.max_concurrency):
-                group.start_soon(self._worker, group.cancel_scope)
+            async with anyio.create_task_group() as workers:
+                for _ in range(self.config.max_concurrency):
+                    workers.start_soon(self._worker)
+            group.cancel_scope.cancel()  # the workers are done: stop the signal and extension tasks
+
+    def _lifespan_active(self) -> bool:
+        return isinstance(self.lifespan, LifespanOn) and self.lifespan.supported
+
+    async def _enable_sigterm(self) -> None:
+        """Register a no-op internal extension, so that Lambda sends SIGTERM before it stops the sandbox.
+
+        Without a registered extension Lambda ends the process with SIGKILL, and the app's lifespan
+        shutdown never runs (lessons.md 13; aws-lambda-go ``lambda/sigterm.go``). Only done when the app
+        has a lifespan. The shutdown phase is short (about 300 ms for internal extensions), so shutdown
+        handlers should be quick. A refusal only costs the shutdown, never the invocations.
+        """
+        client = RuntimeClient(self.config.runtime_api)
+        try:
+            reply = await client.call(runtime_api.register_extension(_EXTENSION_NAME))
+            extension_id = next(
+                (v.decode() for k, v in reply.headers if k.lower() == b"lambda-extension-identifier"), ""
+            )
+            await client.call(runtime_api.extension_next(extension_id))  # blocks until cancelled
+        except RuntimeAPIError as exc:
+            logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
+        finally:
+            client.close()
 
     async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -372,18 +405,47 @@ class LambdaRuntime:
         finally:
             client.close()
 
-    async def _worker(self, scope: anyio.CancelScope) -> None:
+    async def _worker(self) -> None:
         client = RuntimeClient(self.config.runtime_api)
         try:
-            while True:
-                invocation = await client.next_invocation()
-                await self.handle(client, invocation)
+            while not self._stopping:
+                invocation: Invocation | None = None
+                with anyio.CancelScope() as idle:
+                    self._idle.add(idle)
+                    try:
+                        invocation = await client.next_invocation()
+                    finally:
+                        self._idle.discard(idle)
+                if invocation is None:  # stopped while waiting for work
+                    return
+                await self._handle_safely(client, invocation)
         except RuntimeAPIError as exc:
             logger.error("Runtime API unusable, exiting so Lambda replaces the sandbox: %s", exc)
             self._fatal = self._fatal or exc
-            scope.cancel()
+            self._stop_taking_work()
         finally:
             client.close()
+
+    def _stop_taking_work(self) -> None:
+        # Other workers may be streaming a response right now: let them finish (their deadlines bound
+        # them) and only stop those that wait for work. Cutting them would turn one worker's Runtime API
+        # fault into Runtime.TruncatedResponse for every invocation in flight.
+        self._stopping = True
+        for scope in self._idle:
+            scope.cancel()
+
+    async def _handle_safely(self, client: RuntimeClient, invocation: Invocation) -> None:
+        """``handle``, with a last line of defence: one invocation's fault never ends the loop."""
+        try:
+            await self.handle(client, invocation)
+        except RuntimeAPIError:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "invocation %s: internal error, reporting it and going on", invocation.request_id
+            )
+            client.close()  # the connection may hold half a request; Lambda sees the stream cut
+            await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, exc))
 
     async def handle(self, client: RuntimeClient, invocation: Invocation) -> None:
         """Serve one invocation and report its outcome. Never raises for the app's or the event's faults."""
@@ -402,7 +464,7 @@ class LambdaRuntime:
             scope = dict(request.scope)
             scope["state"] = dict(self.lifespan.state)
             deadline = self._deadline(invocation)
-            if self.config.invoke_mode == "RESPONSE_STREAM":
+            if self._streams(request):
                 result, stats = await self._stream(client, invocation, request, scope, deadline)
             else:
                 result, stats = await self._buffer(client, invocation, request, scope, deadline)
@@ -429,7 +491,7 @@ class LambdaRuntime:
         try:
             result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
             await post.finish()
-        except RuntimeAPIError as exc:
+        except (RuntimeAPIError, OSError) as exc:
             # The bytes are gone and Lambda records Runtime.TruncatedResponse; say so loudly, go on.
             logger.error("invocation %s: response stream to Lambda broke: %s", invocation.request_id, exc)
             client.close()
@@ -454,6 +516,24 @@ class LambdaRuntime:
         await _post_quietly(client, call)
         return result, responder.stats
 
+    def _streams(self, request: Request) -> bool:
+        # ALB and HTTP APIs invoke functions buffered only (protocol.md 4.2, 4.4): a streamed reply would
+        # reach them as the raw prelude bytes. Answer those events buffered whatever the mode, and say so.
+        if self.config.invoke_mode != "RESPONSE_STREAM":
+            return False
+        # HTTP API payload 1.0 looks like REST but says so in "version" (protocol.md 4).
+        http_api_v1 = request.integration == "rest" and request.scope["aws.event"].get("version") == "1.0"
+        if request.integration in ("alb", "http-api") or http_api_v1:
+            if not self._warned_buffered_only:
+                self._warned_buffered_only = True
+                logger.warning(
+                    "%s events cannot be streamed; answering them buffered (set %s=BUFFERED to silence this)",
+                    "HTTP API" if http_api_v1 else request.integration,
+                    "LAMBDA_ASGI_STREAM_INVOKE_MODE",
+                )
+            return False
+        return True
+
     def _set_trace_id(self, invocation: Invocation) -> None:
         # Lambda's runtimes publish the trace id in the environment (protocol.md 1.4); with several
         # concurrent invocations one variable cannot be right, so then it lives only in the context.
@@ -476,7 +556,13 @@ def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Re
         event = json.loads(invocation.event)
     except ValueError as exc:
         raise MalformedEventError("<event>", f"not valid JSON ({exc})") from exc
-    return parse_event(event, context, base_path=base_path)
+    try:
+        return parse_event(event, context, base_path=base_path)
+    except EventError:
+        raise
+    except Exception as exc:  # a parser gap must cost this event, never the loop
+        logger.exception("invocation %s: the event could not be read", invocation.request_id)
+        raise MalformedEventError("<event>", f"could not be read ({type(exc).__name__}: {exc})") from exc
 
 
 async def _post_quietly(client: RuntimeClient, request: APIRequest) -> None:

@@ -116,6 +116,27 @@ def init_error(exc: BaseException) -> APIRequest:
     return _error_request(f"/{API_VERSION}/runtime/init/error", exc)
 
 
+EXTENSION_API_VERSION = "2020-01-01"
+
+
+def register_extension(name: str) -> APIRequest:
+    """``POST /2020-01-01/extension/register`` for an internal extension that takes no events.
+
+    Lambda sends SIGTERM to the runtime at shutdown only when an extension is registered; without one the
+    process gets SIGKILL and lifespan shutdown never runs (aws-lambda-go ``lambda/sigterm.go`` registers
+    ``GoLangEnableSIGTERM`` the same way; runtimes-extensions-api docs, "Shutdown phase").
+    """
+    headers = (*_base_headers(), ("Lambda-Extension-Name", name), ("Content-Type", "application/json"))
+    return APIRequest("POST", f"/{EXTENSION_API_VERSION}/extension/register", headers, b'{"events":[]}', 200)
+
+
+def extension_next(extension_id: str) -> APIRequest:
+    """``GET /2020-01-01/extension/event/next``: marks the extension initialised; with no events it never
+    returns, so it is called once, in the background, and cancelled at shutdown."""
+    headers = (*_base_headers(), ("Lambda-Extension-Identifier", extension_id))
+    return APIRequest("GET", f"/{EXTENSION_API_VERSION}/extension/event/next", headers, b"", 200)
+
+
 @dataclass(frozen=True, slots=True)
 class Invocation:
     """What ``next`` delivered: the event bytes and the per-invocation headers."""

@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-HEARTBEAT = b": heartbeat\n\n"
+# One comment line and no blank line: written after any complete line, even inside an event the app has
+# not finished ("event: x\n" ... "data: y\n\n"), it never dispatches or splits that event (WHATWG HTML,
+# "Interpreting an event stream": a blank line dispatches, a line starting with ":" is ignored).
+HEARTBEAT = b": heartbeat\n"
 DEFAULT_HEARTBEAT_S = 20.0
 
 

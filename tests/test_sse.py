@@ -130,3 +130,37 @@ async def test_terminal_event_at_the_deadline() -> None:
     _, body = decode_stream(b"".join(recorder.writes))
     assert parse(body)[-1][0] == "error"
     assert json.loads(parse(body)[-1][1])["type"] == "Function.Timeout"
+
+
+@pytest.mark.anyio
+async def test_heartbeat_inside_an_unfinished_event_does_not_split_it() -> None:
+    writes: list[bytes] = []
+
+    class Writer:
+        async def write(self, data: bytes) -> None:
+            writes.append(data)
+
+        async def close(self, trailers: Any) -> None:
+            pass
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"event: token\n", "more_body": True})
+        await anyio.sleep(0.1)  # several heartbeats fall between the two lines of one event
+        await send({"type": "http.response.body", "body": b"data: hello\n\n"})
+
+    responder = PaddedStreamingResponder(
+        Writer(), "function-url", PaddingPolicy("none"), SSEOptions(heartbeat_s=0.02)
+    )
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    stream = b"".join(writes).split(b"\x00" * 8, 1)[1]
+    assert stream.count(HEARTBEAT) >= 2
+    decoder = SSEDecoder()
+    events = [e for line in stream.decode().splitlines() if (e := decoder.decode(line)) is not None]
+    assert [(e.event, e.data) for e in events] == [("token", "hello")]

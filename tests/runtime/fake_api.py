@@ -274,6 +274,7 @@ class FakeRuntimeAPI:
         self.close_connections = close_connections  # every reply says `Connection: close`, then closes
         self.drop_after_answer = drop_after_answer  # close after answering /response or /error, unannounced
         self.next_failures = 0
+        self.refuse_next_after: int | None = None  # once this many were delivered, answer `next` with 400
         self.response_status: dict[str, int] = {}
         self.cut_after_chunks: dict[str, int] = {}
         self.requests: list[RawRequest] = []
@@ -282,6 +283,7 @@ class FakeRuntimeAPI:
         self.answers: dict[str, Answer] = {}
         self.init_errors: list[RawRequest] = []
         self.delivered: list[str] = []
+        self.extensions: list[str] = []  # names registered through the Extensions API
         self._queue: deque[Invocation] = deque()
         self._cond = threading.Condition()
         self._stopped = False
@@ -455,11 +457,39 @@ class FakeRuntimeAPI:
             with self._cond:
                 self.init_errors.append(request)
             return self._reply(sock, 202, {"status": "OK"})
+        if method == "POST" and target == "/2020-01-01/extension/register":
+            return self._register_extension(sock, request)
+        if method == "GET" and target == "/2020-01-01/extension/event/next":
+            return self._extension_next(request)
         parts = target.split("/")
         if method == "POST" and len(parts) == 6 and parts[3] == "invocation" and parts[5] in _ANSWERS:
             return self._answer(sock, request, parts[4], parts[5])
         self._fail(f"unexpected request {method} {target}")
         return self._reply(sock, 404, {"errorMessage": "no such route"})
+
+    def _register_extension(self, sock: socket.socket, request: RawRequest) -> bool:
+        # Extensions API: a name header and the events to receive; an internal extension that only wants
+        # SIGTERM asks for none (runtimes-extensions-api docs; aws-lambda-go lambda/sigterm.go).
+        name = dict((k.lower(), v) for k, v in request.headers).get("lambda-extension-name", "")
+        if not name:
+            self._fail("extension register without Lambda-Extension-Name")
+        if json.loads(request.body or b"null") != {"events": []}:
+            self._fail(f"extension register asked for events: {request.body!r}")
+        with self._cond:
+            self.extensions.append(name)
+            self.log.append(("extension", name))
+            self._cond.notify_all()
+        return self._send(sock, 200, [("Lambda-Extension-Identifier", f"ext-{name}")], b"{}")
+
+    def _extension_next(self, request: RawRequest) -> bool:
+        # With no events registered this long poll never returns; hold it until the test ends.
+        extension_id = dict((k.lower(), v) for k, v in request.headers).get("lambda-extension-identifier")
+        if extension_id not in {f"ext-{name}" for name in self.extensions}:
+            self._fail(f"extension next with unknown identifier {extension_id!r}")
+        with self._cond:
+            while not self._stopped:
+                self._cond.wait(0.5)
+        return False
 
     def _answer(self, sock: socket.socket, request: RawRequest, quoted_id: str, kind: str) -> bool:
         request_id = unquote(quoted_id)
@@ -490,6 +520,13 @@ class FakeRuntimeAPI:
                 failure = False
         if failure:
             return self._reply(sock, 500, {"errorMessage": "fake failure", "errorType": "ServiceException"})
+        with self._cond:
+            refuse = self.refuse_next_after is not None and len(self.delivered) >= self.refuse_next_after
+            if refuse:
+                self.log.append(("next", 400))
+                self._cond.notify_all()
+        if refuse:
+            return self._reply(sock, 400, {"errorMessage": "fake refusal", "errorType": "InvalidRequest"})
         give_up = time.monotonic() + TIMEOUT
         with self._cond:
             while True:
