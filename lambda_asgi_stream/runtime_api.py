@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from ._errors import RuntimeAPIError
+from ._errors import ResponseTooLargeError, RuntimeAPIError
 from ._version import __version__
 from .encoder import (
     ERROR_BODY_TRAILER,
     ERROR_TYPE_TRAILER,
+    MAX_BUFFERED_RESPONSE_BYTES,
     PRELUDE_CONTENT_TYPE,
     error_payload,
     function_error_type,
@@ -90,8 +91,18 @@ def streaming_response(request_id: str) -> APIRequest:
 
 
 def buffered_response(request_id: str, payload: Any) -> APIRequest:
-    """The buffered ``POST .../response`` with a JSON document."""
+    """The buffered ``POST .../response`` with a JSON document.
+
+    Lambda's 6 MB limit is on this serialized document, not on the body inside it (JSON escaping and
+    base64 both grow it); over the limit Lambda answers 413 and the client gets a bare 502, so it is
+    refused here with an error that says why.
+    """
     body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    if len(body) > MAX_BUFFERED_RESPONSE_BYTES:
+        raise ResponseTooLargeError(
+            f"the buffered response is {len(body)} bytes as JSON; Lambda accepts at most "
+            f"{MAX_BUFFERED_RESPONSE_BYTES} (6 MB). Stream it instead (invoke mode RESPONSE_STREAM)."
+        )
     headers = (*_base_headers(), ("Content-Type", "application/json"))
     return APIRequest("POST", _invocation_path(request_id, "response"), headers, body)
 

@@ -159,3 +159,16 @@ async def test_no_extension_without_lifespan(api: FakeRuntimeAPI) -> None:
     api.add(http_event("/"))
     await run_loop(hello, api, lifespan="auto")
     assert api.extensions == []
+
+
+async def test_a_buffered_response_over_6_mb_as_json_is_an_error_not_a_413(api: FakeRuntimeAPI) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        # 4 MB of quotes: under 6 MB as a body, about 8 MB once JSON escapes every one of them.
+        await send(start(200, [("content-type", "application/json")]))
+        await send(body(b'"' * (4 * 1024 * 1024)))
+
+    big = api.add(http_event("/big"))
+    await run_loop(app, api, invoke_mode="BUFFERED")
+    answer = api.error(big)
+    assert dict(answer.headers)["Lambda-Runtime-Function-Error-Type"] == "Function.ResponseSizeTooLarge"
+    assert "6 MB" in json.loads(answer.body)["errorMessage"]
