@@ -22,6 +22,7 @@ startup goes to ``/runtime/init/error`` and the process exits.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -332,9 +333,7 @@ class LambdaRuntime:
         self.handle_signals = handle_signals
         self.lifespan: Lifespan = make_lifespan(app, config.lifespan)
         self._fatal: BaseException | None = None
-        self._stopping = False
         self._warned_buffered_only = False
-        self._idle: set[anyio.CancelScope] = set()  # workers waiting in `next`, cancelled on a fatal fault
         self.invocations = 0
 
     async def serve(self) -> None:
@@ -360,7 +359,7 @@ class LambdaRuntime:
             if self.handle_signals:
                 group.start_soon(self._stop_on_signal, group.cancel_scope)
             if self._lifespan_active():
-                group.start_soon(self._enable_sigterm)
+                await group.start(self._enable_sigterm)  # registered before the first `next` (init)
             if self.config.snap_start:
                 await self._wait_for_restore()
             async with anyio.create_task_group() as workers:
@@ -371,7 +370,9 @@ class LambdaRuntime:
     def _lifespan_active(self) -> bool:
         return isinstance(self.lifespan, LifespanOn) and self.lifespan.supported
 
-    async def _enable_sigterm(self) -> None:
+    async def _enable_sigterm(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Register a no-op internal extension, so that Lambda sends SIGTERM before it stops the sandbox.
 
         Without a registered extension Lambda ends the process with SIGKILL, and the app's lifespan
@@ -381,13 +382,18 @@ class LambdaRuntime:
         """
         client = RuntimeClient(self.config.runtime_api)
         try:
-            reply = await client.call(runtime_api.register_extension(_EXTENSION_NAME))
+            try:
+                reply = await client.call(runtime_api.register_extension(_EXTENSION_NAME))
+            except RuntimeAPIError as exc:
+                logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
+                return
+            finally:
+                task_status.started()
             extension_id = next(
                 (v.decode() for k, v in reply.headers if k.lower() == b"lambda-extension-identifier"), ""
             )
-            await client.call(runtime_api.extension_next(extension_id))  # blocks until cancelled
-        except RuntimeAPIError as exc:
-            logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
+            with contextlib.suppress(RuntimeAPIError):  # a long poll that ends only with the sandbox
+                await client.call(runtime_api.extension_next(extension_id))
         finally:
             client.close()
 
@@ -408,31 +414,18 @@ class LambdaRuntime:
     async def _worker(self) -> None:
         client = RuntimeClient(self.config.runtime_api)
         try:
-            while not self._stopping:
-                invocation: Invocation | None = None
-                with anyio.CancelScope() as idle:
-                    self._idle.add(idle)
-                    try:
-                        invocation = await client.next_invocation()
-                    finally:
-                        self._idle.discard(idle)
-                if invocation is None:  # stopped while waiting for work
-                    return
+            while True:
+                invocation = await client.next_invocation()
                 await self._handle_safely(client, invocation)
         except RuntimeAPIError as exc:
+            # Only this worker stops. The others may be streaming a response right now, or be about to
+            # receive an invocation Lambda has already handed out: cancelling them would turn one
+            # connection's fault into lost or truncated invocations. If the Runtime API is really gone,
+            # each of them meets the same fault on its own next call, and the loop ends with the last one.
             logger.error("Runtime API unusable, exiting so Lambda replaces the sandbox: %s", exc)
             self._fatal = self._fatal or exc
-            self._stop_taking_work()
         finally:
             client.close()
-
-    def _stop_taking_work(self) -> None:
-        # Other workers may be streaming a response right now: let them finish (their deadlines bound
-        # them) and only stop those that wait for work. Cutting them would turn one worker's Runtime API
-        # fault into Runtime.TruncatedResponse for every invocation in flight.
-        self._stopping = True
-        for scope in self._idle:
-            scope.cancel()
 
     async def _handle_safely(self, client: RuntimeClient, invocation: Invocation) -> None:
         """``handle``, with a last line of defence: one invocation's fault never ends the loop."""
