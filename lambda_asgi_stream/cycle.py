@@ -290,7 +290,7 @@ class BufferedResponder:
         self.started = False
         self.stats = ResponseStats()
         self._headers: Headers = []
-        self._body = bytearray()
+        self._chunks: list[bytes] = []  # joined once at the end: no copy at all for a one-chunk body
         self._response: dict[str, Any] | None = None
         self._failure: BaseException | None = None
 
@@ -301,10 +301,11 @@ class BufferedResponder:
         self._headers = headers
 
     async def body(self, data: bytes) -> None:
-        self._body += data
-        self.stats.bytes += len(data)
-        self.stats.chunks += 1
-        if len(self._body) > MAX_BUFFERED_RESPONSE_BYTES:
+        stats = self.stats
+        self._chunks.append(data)
+        stats.bytes += len(data)
+        stats.chunks += 1
+        if stats.bytes > MAX_BUFFERED_RESPONSE_BYTES:
             # Stop holding a body Lambda will refuse anyway (6 MB buffered limit) instead of growing.
             raise ResponseTooLargeError(
                 f"buffered response body passed {MAX_BUFFERED_RESPONSE_BYTES} bytes; Lambda returns at "
@@ -313,8 +314,9 @@ class BufferedResponder:
 
     async def complete(self) -> None:
         assert self.stats.status is not None
-        self._response = self._encode(self.stats.status, self._headers, bytes(self._body))
-        self._body = bytearray()
+        body = b"".join(self._chunks)
+        self._chunks = []
+        self._response = self._encode(self.stats.status, self._headers, body)
 
     async def fail(self, exc: BaseException) -> None:
         if self.started:
@@ -367,6 +369,9 @@ class CycleResult:
     late_error: BaseException | None = None
 
 
+_COMPLETE = CycleResult("complete", None)  # the common result, shared (frozen) instead of built per call
+
+
 class HTTPCycle:
     """Run one request through an ASGI app into a responder.
 
@@ -376,10 +381,20 @@ class HTTPCycle:
     200
     """
 
-    def __init__(self, scope: Scope, body: bytes, responder: Responder) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        body: bytes,
+        responder: Responder,
+        *,
+        cancel_scope: type[anyio.CancelScope] = anyio.CancelScope,
+    ) -> None:
         self.scope = scope
         self.body = body
         self.responder = responder
+        # The deadline's scope class. ``anyio.CancelScope`` finds the running backend's class on every
+        # call (sniffio); a caller that knows its backend may pass that class, as the Adapter does.
+        self._cancel_scope = cancel_scope
         self.state = _State.START
         self._request_sent = False
         self._send_error: BaseException | None = None
@@ -423,7 +438,7 @@ class HTTPCycle:
             except Exception as exc:
                 return exc, False
             return None, False
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with self._cancel_scope(deadline=deadline) as scope:
             try:
                 await app(self.scope, self._receive, self._send)
             except Exception as exc:
@@ -447,8 +462,9 @@ class HTTPCycle:
         late = app_error or (
             DeadlineExceeded("background work cancelled at the deadline") if timed_out else None
         )
-        if late is not None:
-            logger.error("error after the response was complete (not sent)", exc_info=late)
+        if late is None:
+            return _COMPLETE
+        logger.error("error after the response was complete (not sent)", exc_info=late)
         return CycleResult("complete", None, late)
 
     async def _receive(self) -> Message:
@@ -463,18 +479,21 @@ class HTTPCycle:
 
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
-        if kind not in _ALLOWED[self.state]:
-            if self.state is _State.DONE and kind == "http.response.trailers":
-                return  # Lambda has no way to forward response trailers; we never advertise them.
+        state = self.state
+        # The two messages a state allows, checked directly; _ALLOWED spells the rule out for the errors.
+        if kind == "http.response.body" and state is _State.BODY:
+            step = self._body
+        elif kind == "http.response.start" and state is _State.START:
+            step = self._start
+        elif state is _State.DONE and kind == "http.response.trailers":
+            return  # Lambda has no way to forward response trailers; we never advertise them.
+        else:
             raise self._protocol_error(
-                f"expected {' or '.join(sorted(_ALLOWED[self.state])) or 'nothing more'} "
-                f"({self.state.value}), but the app sent {kind!r}"
+                f"expected {' or '.join(sorted(_ALLOWED[state])) or 'nothing more'} "
+                f"({state.value}), but the app sent {kind!r}"
             )
         try:
-            if kind == "http.response.start":
-                await self._start(message)
-            else:
-                await self._body(message)
+            await step(message)
         except RuntimeAPIError as exc:
             self._transport_error = exc
             raise

@@ -285,8 +285,7 @@ def buffered_response(
     Raises :class:`ResponseTooLargeError` over Lambda's 6 MB limit, instead of letting Lambda fail
     the invocation with a less helpful message.
     """
-    pairs = [(k, v) for k, v in _decode_headers(headers) if k not in ("transfer-encoding", "connection")]
-    grouped = _group(pairs)
+    grouped = _buffered_headers(headers)
     text, is_base64 = _encode_body(body, grouped, tuple(text_mime_types))
     out: dict[str, Any] = {"statusCode": status}
     if integration in ("function-url", "http-api"):
@@ -318,16 +317,49 @@ def buffered_response(
     return out
 
 
+# Response header names already seen, decoded and lower-cased (apps send the same few names every time).
+_response_names: dict[bytes, str] = {}
+_RESPONSE_NAMES_MAX = 256
+
+
+def _buffered_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    """Decoded names (lower-case) -> values, in order, without the two fields Lambda sets itself.
+
+    The same as ``_group(_decode_headers(headers))`` minus those, in one pass and without re-decoding
+    a name seen before.
+    """
+    grouped: dict[str, list[str]] = {}
+    names = _response_names
+    for key, value in headers:
+        if type(key) is not bytes:  # ASGI allows any bytes-like; the cycle always passes bytes
+            key = bytes(key)
+        name = names.get(key)
+        if name is None:
+            name = key.decode("latin-1").lower()
+            if len(names) < _RESPONSE_NAMES_MAX:
+                names[key] = name
+        if name == "transfer-encoding" or name == "connection":
+            continue
+        text = (value if type(value) is bytes else bytes(value)).decode("latin-1")
+        values = grouped.get(name)
+        if values is None:
+            grouped[name] = [text]
+        else:
+            values.append(text)
+    return grouped
+
+
 def _encode_body(body: bytes, grouped: dict[str, list[str]], text_types: tuple[str, ...]) -> tuple[str, bool]:
     if not body:
         return "", False
-    content_type = (grouped.get("content-type") or [""])[0].lower()
-    encoded = "content-encoding" in grouped  # gzip'd text is binary on the wire
-    if not encoded and any(t in content_type for t in text_types):
-        try:
-            return body.decode("utf-8"), False
-        except UnicodeDecodeError:
-            pass
+    content_type = grouped["content-type"][0].lower() if "content-type" in grouped else ""
+    if "content-encoding" not in grouped:  # gzip'd text is binary on the wire
+        for t in text_types:
+            if t in content_type:
+                try:
+                    return body.decode("utf-8"), False
+                except UnicodeDecodeError:
+                    break
     return base64.b64encode(body).decode("ascii"), True
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
+import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
@@ -24,16 +24,25 @@ ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.3"}
 # RFC 9110 5.1: a field name is a token. Names outside it cannot be represented faithfully by an ASGI
 # server either, so they are dropped rather than passed on to trip the app (Hono #4883).
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
-_BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
 # Characters that stay literal when a decoded path is quoted back into ``raw_path``: RFC 3986 pchar plus
 # "/" (the segment separator). Everything else, including "%", "?" and "#", is escaped.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# Fast paths: a string made only of these characters comes out of ``quote`` unchanged, so the (slow, about
+# 1 µs) call can be skipped. ``quote`` never escapes ASCII letters, digits and "_.-~" plus its ``safe``.
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "_.-~")
+_RAW_PATH_LITERAL = UNRESERVED | frozenset(_PATH_SAFE + "%")
+_PATH_LITERAL = UNRESERVED | frozenset(_PATH_SAFE)
+
+# Per-call lookups made cheap: the validated forms of the values real events carry, computed once.
+_KNOWN_METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
 
 
 def obj(value: Any, field: str, *, required: bool = False) -> Mapping[str, Any]:
     """A JSON object field; missing or null gives ``{}`` unless the field is required."""
+    if type(value) is dict:  # fast path: what json.loads gives
+        return value
     if value is None:
         if required:
             raise MalformedEventError(field, "is missing")
@@ -45,6 +54,8 @@ def obj(value: Any, field: str, *, required: bool = False) -> Mapping[str, Any]:
 
 def text(value: Any, field: str, *, default: str | None = None) -> str:
     """A string field; missing or null gives ``default`` (an error if there is none)."""
+    if type(value) is str:  # fast path
+        return value
     if value is None:
         if default is None:
             raise MalformedEventError(field, "is missing")
@@ -65,8 +76,12 @@ def strings(value: Any, field: str) -> list[str]:
 
 def single_values(value: Any, field: str) -> list[tuple[str, str]]:
     """A ``{"name": "value"}`` object as pairs; missing or null gives ``[]``."""
-    pairs: list[tuple[str, str]] = []
-    for name, item in obj(value, field).items():
+    items = obj(value, field).items()
+    pairs = [(name, item) for name, item in items if type(item) is str]
+    if len(pairs) == len(items):  # fast path: every value a plain string
+        return pairs
+    pairs = []
+    for name, item in items:
         if item is None:  # seen in hand-written test events; means "no value"
             continue
         pairs.append((name, text(item, f"{field}.{name}")))
@@ -77,11 +92,16 @@ def multi_values(value: Any, field: str) -> list[tuple[str, str]]:
     """A ``{"name": ["v1", "v2"]}`` object as pairs, one per value, order kept."""
     pairs: list[tuple[str, str]] = []
     for name, items in obj(value, field).items():
-        pairs.extend((name, item) for item in strings(items, f"{field}.{name}"))
+        if type(items) is list and len(items) == 1 and type(items[0]) is str:  # fast path: one value
+            pairs.append((name, items[0]))
+        else:
+            pairs.extend((name, item) for item in strings(items, f"{field}.{name}"))
     return pairs
 
 
 def method(value: Any, field: str) -> str:
+    if type(value) is str and value in _KNOWN_METHODS:  # fast path: a valid method, already upper-case
+        return value
     name = text(value, field)
     if not name or not _TOKEN.match(name.encode("latin-1", "replace")):
         raise MalformedEventError(field, f"not an HTTP method: {name!r}")
@@ -102,23 +122,44 @@ def body(value: Any, is_base64: Any) -> bytes:
         raise MalformedEventError("body", problem) from None
 
 
-def headers(pairs: Iterable[tuple[str, str]], body: bytes) -> Headers:
+def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers") -> Headers:
     """ASGI headers: lower-case names, duplicates kept in order, unsafe fields dropped.
 
     ``content-length`` is recomputed from the decoded body (the client's value described the base64
     or the original encoding, and Hono fa5f9bfc shows trusting it is a bug); ``transfer-encoding`` is
     dropped because the body is complete.
+
+    ``pairs`` may come straight from an event's ``{"name": "value"}`` object: a value that is not a
+    string is read as :func:`single_values` reads it (null skipped, anything else an error naming
+    ``field.name``), which spares parsers that copy.
     """
     result: Headers = []
+    cookies = 0
+    names = _header_names
     for name, value in pairs:
-        raw_name = _header_name(name)
-        raw_value = _header_value(value)
-        if raw_name is None or _BAD_VALUE.search(raw_value):
+        if type(value) is not str:
+            if value is None:  # seen in hand-written test events; means "no value"
+                continue
+            value = text(value, f"{field}.{name}")
+        try:
+            raw_name = names[name]
+        except KeyError:
+            raw_name = _header_name(name)
+        # RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
+        if raw_name is None or "\r" in value or "\n" in value or "\x00" in value:
             continue
+        if raw_name == b"cookie":
+            cookies += 1
+        # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back
+        # the original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
+        try:
+            raw_value = value.encode("latin-1")
+        except UnicodeEncodeError:
+            raw_value = value.encode("utf-8")
         result.append((raw_name, raw_value))
     if body:
         result.append((b"content-length", str(len(body)).encode("ascii")))
-    return _one_cookie_header(result)
+    return _one_cookie_header(result) if cookies > 1 else result
 
 
 def _one_cookie_header(headers: Headers) -> Headers:
@@ -134,40 +175,44 @@ def _one_cookie_header(headers: Headers) -> Headers:
     return rest
 
 
-@functools.lru_cache(maxsize=512)
+# Names already seen, validated: events repeat the same few names, and a dict hit is far cheaper than
+# lower() + encode() + a regex. Bounded, since names come from clients.
+_header_names: dict[str, bytes | None] = {}
+_HEADER_NAMES_MAX = 512
+
+
 def _header_name(name: str) -> bytes | None:
-    """The ASGI name of a header, or None when it must not reach the app. Cached: events repeat names."""
+    """The ASGI name of a header, or None when it must not reach the app."""
     raw = name.lower().encode("latin-1", "replace")
-    if raw in (b"content-length", b"transfer-encoding") or not _TOKEN.match(raw):
-        return None
-    return raw
+    valid = raw not in (b"content-length", b"transfer-encoding") and _TOKEN.match(raw) is not None
+    if len(_header_names) < _HEADER_NAMES_MAX:
+        _header_names[name] = raw if valid else None
+    return raw if valid else None
 
 
-def _header_value(value: str) -> bytes:
-    # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back the
-    # original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
-    try:
-        return value.encode("latin-1")
-    except UnicodeEncodeError:
-        return value.encode("utf-8")
+def first_values(headers: Headers) -> dict[bytes, bytes]:
+    """Each header name's first value: one pass at C speed for the few lookups a parser makes."""
+    return dict(reversed(headers))
 
 
-def header(headers: Headers, name: bytes) -> str | None:
-    """The first value of a header, decoded as latin-1."""
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def header(first: Mapping[bytes, bytes], name: bytes) -> str | None:
+    """The first value of a header (``first`` from :func:`first_values`), decoded as latin-1."""
+    value = first.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
-def scheme(headers: Headers, default: str = "https") -> str:
-    proto = (header(headers, b"x-forwarded-proto") or "").split(",")[0].strip().lower()
+def scheme(first: Mapping[bytes, bytes], default: str = "https") -> str:
+    proto = header(first, b"x-forwarded-proto")
+    if proto == "https" or proto == "http":  # fast path: one plain value
+        return proto
+    proto = (proto or "").split(",")[0].strip().lower()
     return proto if proto in ("http", "https") else default
 
 
-def server(headers: Headers, domain: str | None, scheme: str) -> tuple[str, int | None] | None:
+def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> tuple[str, int | None] | None:
     """``(host, port)`` from the Host header (or the event's domain) and ``x-forwarded-port``."""
-    host = header(headers, b"host") or domain
+    raw_host = first.get(b"host")
+    host = raw_host.decode("latin-1") if raw_host else domain
     if not host:
         return None
     port: int | None = None
@@ -178,7 +223,8 @@ def server(headers: Headers, domain: str | None, scheme: str) -> tuple[str, int 
     elif ":" in host:
         host, _, tail = host.rpartition(":")
         port = _port(tail)
-    forwarded = _port((header(headers, b"x-forwarded-port") or "").split(",")[0].strip())
+    raw_forwarded = first.get(b"x-forwarded-port")
+    forwarded = _port(raw_forwarded.decode("latin-1").split(",")[0].strip()) if raw_forwarded else None
     port = forwarded or port or (443 if scheme == "https" else 80)
     return host, port
 
@@ -187,9 +233,9 @@ def _port(value: str) -> int | None:
     return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
 
 
-def client_from_forwarded_for(headers: Headers) -> tuple[str, int] | None:
+def client_from_forwarded_for(first: Mapping[bytes, bytes]) -> tuple[str, int] | None:
     """ALB has no source-IP field; its ``x-forwarded-for`` ends with the address it saw connect."""
-    value = header(headers, b"x-forwarded-for")
+    value = header(first, b"x-forwarded-for")
     if not value:
         return None
     return value.split(",")[-1].strip(), 0
@@ -200,23 +246,29 @@ def http_version(protocol: str | None) -> str:
     if not protocol:
         return "1.1"
     version = protocol.upper().removeprefix("HTTP/")
-    return {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}.get(version, "1.1")
+    return _HTTP_VERSIONS.get(version, "1.1")
 
 
 def decode_path(raw: str, field: str) -> str:
     """Percent-decode a path once (UTF-8, as browsers encode; bad UTF-8 becomes U+FFFD, as in uvicorn)."""
     if not raw.startswith("/"):
         raise MalformedEventError(field, f"a path must start with '/', got {raw!r}")
+    if "%" not in raw:  # fast path: nothing to decode
+        return raw
     return unquote(raw, encoding="utf-8", errors="replace")
 
 
 def quote_path(path: str) -> bytes:
     """The bytes of a decoded path, escaped back for ``raw_path`` (HTTP API gives no raw form)."""
+    if _PATH_LITERAL.issuperset(path):  # fast path: nothing to escape
+        return path.encode("ascii")
     return quote(path, safe=_PATH_SAFE, encoding="utf-8").encode("ascii")
 
 
 def raw_path(raw: str) -> bytes:
     """A path as received (already percent-encoded); non-ASCII is escaped so ``raw_path`` stays ASCII."""
+    if _RAW_PATH_LITERAL.issuperset(raw):  # fast path: nothing to escape
+        return raw.encode("ascii")
     return quote(raw, safe=_PATH_SAFE + "%", encoding="utf-8").encode("ascii")
 
 
@@ -226,6 +278,8 @@ def root_path(path: str, base_path: str) -> str:
     ``/orders`` is the root of ``/orders`` and ``/orders/7`` but not of ``/ordersXYZ`` (LWA's plain
     string trim gets that wrong, lessons.md 9).
     """
+    if not base_path:
+        return ""
     base = base_path.rstrip("/")
     if base and (path == base or path.startswith(base + "/")):
         return base

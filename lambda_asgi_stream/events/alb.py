@@ -25,16 +25,17 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     body = c.body(event.get("body"), event.get("isBase64Encoded"))
     if multi:
         pairs = c.multi_values(event.get("multiValueHeaders"), "multiValueHeaders")
+        headers = c.headers(pairs, body)
         field = "multiValueQueryStringParameters"
         query = c.multi_values(event.get(field), field)
     else:
-        pairs = c.single_values(event.get("headers"), "headers")
+        headers = c.headers(c.obj(event.get("headers"), "headers").items(), body)
         query = c.single_values(event.get("queryStringParameters"), "queryStringParameters")
-    headers = c.headers(pairs, body)
+    first = c.first_values(headers)
 
     received = c.text(event.get("path"), "path", default="/")
     path = c.decode_path(received, "path")
-    scheme = c.scheme(headers, default="http")
+    scheme = c.scheme(first, default="http")
     scope = c.scope(
         method=c.method(event.get("httpMethod"), "httpMethod"),
         scheme=scheme,
@@ -44,8 +45,8 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         query_string="&".join(f"{k}={v}" for k, v in query).encode("latin-1", "replace"),
         headers=headers,
         http_version="1.1",
-        client=c.client_from_forwarded_for(headers),
-        server=c.server(headers, None, scheme),
+        client=c.client_from_forwarded_for(first),
+        server=c.server(first, None, scheme),
         event=event,
         context=context,
     )

@@ -32,6 +32,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         event.get("headers"), "headers"
     )
     headers = c.headers(pairs, body)
+    first = c.first_values(headers)
 
     received = c.text(event.get("path"), "path", default="/")
     stage = c.text(request_context.get("stage"), "requestContext.stage", default="")
@@ -40,7 +41,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     raw_path = c.raw_path(prefix + received)
     root = c.root_path(path, prefix or base_path)
 
-    scheme = c.scheme(headers)
+    scheme = c.scheme(first)
     source_ip = c.text(identity.get("sourceIp"), "requestContext.identity.sourceIp", default="")
     scope = c.scope(
         method=c.method(event.get("httpMethod"), "httpMethod"),
@@ -54,7 +55,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
             c.text(request_context.get("protocol"), "requestContext.protocol", default="")
         ),
         client=(source_ip, 0) if source_ip else None,
-        server=c.server(headers, domain or None, scheme),
+        server=c.server(first, domain or None, scheme),
         event=event,
         context=context,
     )
@@ -82,5 +83,13 @@ def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> s
 def _query(event: dict[str, Any]) -> str:
     multi = c.multi_values(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
     pairs = multi or c.single_values(event.get("queryStringParameters"), "queryStringParameters")
+    if not pairs:
+        return ""
     # quote, not quote_plus: "%20" means a space to every parser, "+" only to form parsers.
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
+    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in pairs)
+
+
+def _quote(text: str) -> str:
+    if c.UNRESERVED.issuperset(text):  # fast path: quote(text, safe="") would return it unchanged
+        return text
+    return quote(text, safe="")

@@ -29,14 +29,19 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     integration: Integration = "function-url" if _is_function_url(domain) else "http-api"
 
     body = c.body(event.get("body"), event.get("isBase64Encoded"))
-    pairs = c.single_values(event.get("headers"), "headers")
-    # 2.0 moves every Cookie header into the ``cookies`` array and removes it from ``headers``; the
-    # ``"; "`` join is the Cookie header's own separator (RFC 6265 5.4), which Starlette splits on.
-    cookies = c.strings(event.get("cookies"), "cookies")
-    if cookies:
-        pairs = [(name, value) for name, value in pairs if name.lower() != "cookie"]
-        pairs.append(("cookie", "; ".join(cookies)))
-    headers = c.headers(pairs, body)
+    cookies = event.get("cookies")
+    if cookies is None or cookies == []:  # fast path: the headers object as it is, no copy
+        headers = c.headers(c.obj(event.get("headers"), "headers").items(), body)
+    else:
+        # 2.0 moves every Cookie header into the ``cookies`` array and removes it from ``headers``; the
+        # ``"; "`` join is the Cookie header's own separator (RFC 6265 5.4), which Starlette splits on.
+        pairs = c.single_values(event.get("headers"), "headers")
+        cookie_values = c.strings(cookies, "cookies")
+        if cookie_values:
+            pairs = [(name, value) for name, value in pairs if name.lower() != "cookie"]
+            pairs.append(("cookie", "; ".join(cookie_values)))
+        headers = c.headers(pairs, body)
+    first = c.first_values(headers)
 
     raw = c.text(event.get("rawPath"), "rawPath", default="") or c.text(
         http.get("path"), "requestContext.http.path", default="/"
@@ -51,7 +56,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     stage = c.text(request_context.get("stage"), "requestContext.stage", default="$default")
     root = c.root_path(path, base_path) or _stage_root(path, stage, domain)
     query = c.text(event.get("rawQueryString"), "rawQueryString", default="").removeprefix("?")
-    scheme = c.scheme(headers)
+    scheme = c.scheme(first)
     source_ip = c.text(http.get("sourceIp"), "requestContext.http.sourceIp", default="")
     scope = c.scope(
         method=c.method(http.get("method"), "requestContext.http.method"),
@@ -63,7 +68,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         headers=headers,
         http_version=c.http_version(c.text(http.get("protocol"), "requestContext.http.protocol", default="")),
         client=(source_ip, 0) if source_ip else None,
-        server=c.server(headers, domain, scheme),
+        server=c.server(first, domain, scheme),
         event=event,
         context=context,
     )

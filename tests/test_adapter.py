@@ -1,0 +1,213 @@
+"""The buffered ``Adapter(app)(event, context)`` path, end to end: what the managed runtime sees.
+
+Its fast paths (one loop iteration per call, the loop's own clock for the deadline, the anyio backend's
+CancelScope class used directly) must keep the semantics of ``loop.run_until_complete`` and of an
+``anyio.CancelScope`` with the invocation's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import contextvars
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from lambda_asgi_stream import Adapter, DeadlineExceeded
+from lambda_asgi_stream._types import Message, Receive, Scope, Send
+from lambda_asgi_stream.events.build import build_event
+
+seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="unset")
+ready_callbacks: list[str] = []
+
+
+class Context:
+    """What the managed runtime passes: only the remaining time matters here."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+async def reply(send: Send, body: bytes, content_type: bytes = b"text/plain", status: int = 200) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            scope["state"]["answer"] = 42
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope["path"]
+    request: Message = await receive()
+    if path == "/echo":
+        info = {"body": request["body"].decode(), "state": dict(scope["state"]), "var": seen.get()}
+        seen.set("changed")  # must not leak into the next call
+        scope["state"]["answer"] = 0  # nor this: each call gets a copy of the lifespan state
+        await reply(send, json.dumps(info).encode(), b"application/json")
+    elif path == "/binary":
+        await reply(send, b"\x89PNG\x00\xff", b"image/png")
+    elif path == "/raise-before":
+        raise ValueError("before the start")
+    elif path == "/raise-after":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+        raise KeyError("after the start")
+    elif path == "/hang":
+        await anyio.sleep(30)
+    elif path == "/hang-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await anyio.sleep(30)
+    elif path == "/swallow":
+        with contextlib.suppress(BaseException):  # an app that ignores the first cancellation
+            await anyio.sleep(30)
+        await anyio.sleep(30)  # cancelled again: the deadline's scope keeps cancelling
+    elif path == "/shield":
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.3)
+        await anyio.sleep(30)
+    elif path == "/deadline":
+        loop_time = asyncio.get_running_loop().time()
+        await reply(send, json.dumps(anyio.current_effective_deadline() - loop_time).encode())
+    elif path == "/leave-ready":
+        loop = asyncio.get_running_loop()
+        loop.call_soon(ready_callbacks.append, "callback")
+        await reply(send, b"ok")
+    elif path == "/interrupt":
+        raise KeyboardInterrupt
+    elif path == "/stop-loop":
+        asyncio.get_running_loop().stop()
+        await anyio.sleep(0.05)
+        await reply(send, b"late")
+    else:
+        await reply(send, b"not found", status=404)
+
+
+@pytest.fixture
+def adapter() -> Iterator[Adapter]:
+    handler = Adapter(app)
+    yield handler
+    handler.close()
+
+
+def event(path: str, integration: Any = "function-url", **kwargs: Any) -> dict[str, Any]:
+    return build_event(integration, method="GET", path=path, **kwargs)
+
+
+@pytest.mark.parametrize("integration", ["function-url", "http-api", "rest", "alb"])
+def test_text_and_binary_bodies(adapter: Adapter, integration: Any) -> None:
+    text = adapter(event("/echo", integration, body=b"hi", headers=[("content-type", "text/plain")]))
+    assert text["statusCode"] == 200 and text["isBase64Encoded"] is False
+    assert json.loads(text["body"]) == {"body": "hi", "state": {"answer": 42}, "var": "unset"}
+    binary = adapter(event("/binary", integration), Context(30_000))
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\x89PNG\x00\xff"
+
+
+def test_context_vars_and_lifespan_state_do_not_leak_between_calls(adapter: Adapter) -> None:
+    for _ in range(3):
+        body = json.loads(adapter(event("/echo"), Context(30_000))["body"])
+        assert body["var"] == "unset" and body["state"] == {"answer": 42}
+    assert seen.get() == "unset"
+    assert adapter.lifespan.state == {"answer": 42}
+
+
+def test_error_before_the_start_is_a_500_and_logged(adapter: Adapter, caplog: Any) -> None:
+    with caplog.at_level(logging.ERROR, "lambda_asgi_stream"):
+        response = adapter(event("/raise-before"), Context(30_000))
+    assert response["statusCode"] == 500 and response["body"] == "Internal Server Error"
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ValueError]
+
+
+def test_error_after_the_start_fails_the_invocation(adapter: Adapter) -> None:
+    with pytest.raises(KeyError, match="after the start"):
+        adapter(event("/raise-after"), Context(30_000))
+    assert adapter(event("/echo"))["statusCode"] == 200  # the adapter goes on serving
+
+
+def test_deadline_before_the_start_is_a_504(adapter: Adapter) -> None:
+    started = time.monotonic()
+    response = adapter(event("/hang"), Context(600))  # 500 ms margin: cancelled 100 ms from now
+    assert time.monotonic() - started < 5
+    assert response["statusCode"] == 504 and response["body"] == "Gateway Timeout"
+
+
+def test_deadline_after_the_start_fails_the_invocation(adapter: Adapter) -> None:
+    with pytest.raises(DeadlineExceeded):
+        adapter(event("/hang-after-start"), Context(600))
+
+
+def test_deadline_keeps_cancelling_an_app_that_swallows_the_first_cancellation(adapter: Adapter) -> None:
+    started = time.monotonic()
+    assert adapter(event("/swallow"), Context(600))["statusCode"] == 504
+    assert time.monotonic() - started < 5
+
+
+def test_deadline_waits_for_a_shielded_section(adapter: Adapter) -> None:
+    started = time.monotonic()
+    assert adapter(event("/shield"), Context(600))["statusCode"] == 504
+    assert 0.3 <= time.monotonic() - started < 5
+
+
+def test_deadline_is_the_apps_effective_anyio_deadline(adapter: Adapter) -> None:
+    left = json.loads(adapter(event("/deadline"), Context(10_000))["body"])
+    assert 9.0 < left <= 9.5  # 10 s minus the 500 ms margin
+    no_context = json.loads(adapter(event("/deadline"))["body"])
+    assert no_context == math.inf
+
+
+def test_callbacks_the_app_leaves_ready_run_before_the_call_returns(adapter: Adapter) -> None:
+    ready_callbacks.clear()
+    assert adapter(event("/leave-ready"))["body"] == "ok"
+    assert ready_callbacks == ["callback"]  # as under loop.run_until_complete
+
+
+def test_base_exception_propagates_and_the_adapter_still_serves(adapter: Adapter) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        adapter(event("/interrupt"))
+    assert adapter(event("/echo"))["statusCode"] == 200
+
+
+def test_a_call_the_app_stopped_the_loop_under_fails_alone(adapter: Adapter) -> None:
+    with pytest.raises(RuntimeError, match="Event loop stopped before Future completed"):
+        adapter(event("/stop-loop"))
+    # The abandoned call finishes during the next one, and must not stop the loop under it.
+    assert adapter(event("/hang"), Context(700))["statusCode"] == 504
+    assert adapter(event("/echo"))["statusCode"] == 200
+
+
+def test_calling_from_inside_a_running_loop_is_refused(adapter: Adapter) -> None:
+    adapter(event("/echo"))
+
+    async def nested() -> None:
+        adapter(event("/echo"))
+
+    with pytest.raises(RuntimeError, match="another loop is running"):
+        asyncio.run(nested())
+    assert adapter(event("/echo"))["statusCode"] == 200
+
+
+def test_handle_on_a_loop_the_caller_runs() -> None:
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        handler = Adapter(app, lifespan="off")
+        ok = await handler.handle(event("/echo"), Context(30_000))
+        late = await handler.handle(event("/hang"), Context(600))
+        return ok, late
+
+    ok, late = asyncio.run(main())
+    assert ok["statusCode"] == 200 and late["statusCode"] == 504
