@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -346,6 +347,31 @@ class BufferedResponder:
         return self._response
 
 
+# RFC 9110 5.1: a field name is a token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_valid_names: set[bytes] = set()  # names already checked (apps send the same few every time)
+
+
+def _app_fault(exc: BaseException) -> Exception:
+    """The app's own failure, or ``exc`` re-raised when it is a real cancellation or an interrupt.
+
+    An app can raise ``CancelledError`` without anyone cancelling it (it awaited a future it had
+    cancelled itself) or call ``sys.exit()``; either would otherwise unwind the runtime loop and end the
+    process with the invocation unanswered. uvicorn catches ``BaseException`` around the app for the
+    same reason. A cancellation that was asked for (our deadline, SIGTERM) shows as a cancelled scope,
+    ``current_effective_deadline() == -inf`` (anyio docs), and goes on up.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        if anyio.current_effective_deadline() == -math.inf:
+            raise exc
+        return RuntimeError(f"the app raised {type(exc).__name__} without being cancelled")
+    if isinstance(exc, SystemExit):
+        return RuntimeError(f"the app called sys.exit({exc.code!r})")
+    raise exc
+
+
 class _State(enum.Enum):
     START = "waiting for http.response.start"
     BODY = "streaming http.response.body"
@@ -435,14 +461,14 @@ class HTTPCycle:
         if deadline is None:  # no cancel scope to enter and leave: the buffered Adapter's common case
             try:
                 await app(self.scope, self._receive, self._send)
-            except Exception as exc:
-                return exc, False
+            except BaseException as exc:
+                return _app_fault(exc), False
             return None, False
         with self._cancel_scope(deadline=deadline) as scope:
             try:
                 await app(self.scope, self._receive, self._send)
-            except Exception as exc:
-                return exc, False
+            except BaseException as exc:
+                return _app_fault(exc), False
         return None, scope.cancelled_caught
 
     def _failure(self, app_error: Exception | None, timed_out: bool) -> BaseException:
@@ -509,8 +535,17 @@ class HTTPCycle:
             headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", ())]
         except (TypeError, ValueError) as exc:
             raise self._protocol_error(f"http.response.start headers must be byte pairs: {exc}") from exc
-        self.state = _State.BODY
+        for name, value in headers:
+            if name not in _valid_names:
+                if not _TOKEN.fullmatch(name):
+                    raise self._protocol_error(f"invalid response header name {name!r} (RFC 9110 5.1)")
+                if len(_valid_names) < 256:
+                    _valid_names.add(name)
+            if b"\r" in value or b"\n" in value or b"\x00" in value:
+                # Header injection: uvicorn/h11 refuse the same value, so local runs and Lambda agree.
+                raise self._protocol_error(f"response header {name!r} has CR, LF or NUL in its value")
         await self.responder.start(status, headers)
+        self.state = _State.BODY  # only once the prelude is out: a refused start leaves no body behind
 
     async def _body(self, message: Message) -> None:
         body = message.get("body", b"")

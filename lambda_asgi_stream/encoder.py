@@ -82,8 +82,20 @@ _MAX_STACK_LINES = 50
 
 
 def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    # Header bytes are latin-1 by HTTP's rules (RFC 9110 5.5); ASGI passes them through unchanged.
-    return [(bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1")) for k, v in headers]
+    return [(bytes(k).decode("latin-1").lower(), _value_text(bytes(v))) for k, v in headers]
+
+
+def _value_text(value: bytes) -> str:
+    """A header value as the JSON string Lambda turns back into bytes.
+
+    Values are ASCII nearly always. Beyond ASCII, apps that encode as UTF-8 get their bytes back (Lambda
+    writes the JSON strings out as UTF-8); bytes that are not UTF-8 are read as latin-1, HTTP's historical
+    charset (RFC 9110 5.5), which is what Starlette encodes header values with.
+    """
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _group(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -340,7 +352,7 @@ def _buffered_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, list[
                 names[key] = name
         if name == "transfer-encoding" or name == "connection":
             continue
-        text = (value if type(value) is bytes else bytes(value)).decode("latin-1")
+        text = _value_text(value if type(value) is bytes else bytes(value))
         values = grouped.get(name)
         if values is None:
             grouped[name] = [text]

@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
+from lambda_asgi_stream import PreludeTooLargeError
 from lambda_asgi_stream._types import Message, Receive, Scope, Send
 from lambda_asgi_stream.cycle import BufferedResponder, HTTPCycle, StreamingResponder
 from lambda_asgi_stream.encoder import decode_stream, read_error_trailers
@@ -298,3 +299,94 @@ async def test_buffered_stops_holding_a_body_over_6_mb() -> None:
     assert sent <= 7  # the app's send raised as soon as the limit passed
     with pytest.raises(Exception, match="6 MB"):
         responder.result()
+
+
+# --- faults that are not Exceptions, and headers the app must not send ---------------------------------
+
+
+async def test_a_stray_cancelled_error_from_the_app_is_an_app_failure_not_a_shutdown() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        import asyncio
+
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        task.cancel()
+        await task  # raises CancelledError, though nobody cancelled the app
+
+    recorder, result = await run_streaming(app)
+    status, _, _, error = recorder.decoded()
+    assert status == 500
+    assert result.end == "error" and "without being cancelled" in str(result.error)
+    assert error is not None and error[0] == "Function.RuntimeError"
+
+
+async def test_sys_exit_in_the_app_is_an_app_failure() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(body(b"partial", more=True))
+        raise SystemExit(3)
+
+    recorder, result = await run_streaming(app)
+    status, _, payload, error = recorder.decoded()
+    assert (status, payload) == (200, b"partial")
+    assert error is not None and "sys.exit(3)" in error[1]["errorMessage"]
+
+
+async def test_a_real_cancellation_still_goes_through() -> None:
+    started = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    with anyio.CancelScope() as outer:
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_streaming, app)
+            await started.wait()
+            outer.cancel()
+    assert outer.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ([(b"x-a", b"1\r\nset-cookie: evil=1")], "CR, LF or NUL"),
+        ([(b"x-a", b"nul\x00")], "CR, LF or NUL"),
+        ([(b"bad name", b"v")], "invalid response header name"),
+        ([(b"", b"v")], "invalid response header name"),
+    ],
+)
+async def test_unsafe_response_headers_are_refused(headers: list[tuple[bytes, bytes]], says: str) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start(200, headers))
+        await send(body(b"never"))
+
+    recorder, result = await run_streaming(app)
+    status, sent, payload, error = recorder.decoded()
+    assert status == 500 and b"never" not in payload
+    assert all(b"evil" not in v.encode() for _, v in sent)
+    assert says in str(result.error)
+    assert error is not None and error[0] == "Function.ASGIProtocolError"
+
+
+async def test_a_refused_start_leaves_no_body_on_the_wire() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        with pytest.raises(PreludeTooLargeError):
+            await send(start(200, [(b"x-big", b"v" * 20000)]))
+        await send(body(b"orphan bytes"))  # must not follow, with no prelude in front of them
+
+    recorder, result = await run_streaming(app)
+    status, _, payload, error = recorder.decoded()
+    assert status == 500 and b"orphan" not in payload
+    assert error is not None
+
+
+async def test_utf8_header_values_reach_the_prelude_as_text() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            start(200, [(b"x-name", "Jos\u00e9".encode()), (b"x-latin", "Jos\u00e9".encode("latin-1"))])
+        )
+        await send(body(b""))
+
+    recorder, _ = await run_streaming(app)
+    _, headers, _, _ = recorder.decoded()
+    assert ("x-name", "Jos\u00e9") in headers and ("x-latin", "Jos\u00e9") in headers

@@ -39,6 +39,12 @@ _KNOWN_METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"
 _HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
 
 
+# JSON can carry a lone surrogate ("\ud800") that no UTF-8 encoder accepts; it is passed on encoded
+# as-is (CESU-style) rather than failing the event.
+_LONE_SURROGATES = "surrogatepass"
+_QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
 def obj(value: Any, field: str, *, required: bool = False) -> Mapping[str, Any]:
     """A JSON object field; missing or null gives ``{}`` unless the field is required."""
     if type(value) is dict:  # fast path: what json.loads gives
@@ -114,7 +120,7 @@ def body(value: Any, is_base64: Any) -> bytes:
         return b""
     data = text(value, "body")
     if not is_base64:
-        return data.encode("utf-8")
+        return data.encode("utf-8", _LONE_SURROGATES)
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -155,7 +161,7 @@ def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers
         try:
             raw_value = value.encode("latin-1")
         except UnicodeEncodeError:
-            raw_value = value.encode("utf-8")
+            raw_value = value.encode("utf-8", _LONE_SURROGATES)
         result.append((raw_name, raw_value))
     if body:
         result.append((b"content-length", str(len(body)).encode("ascii")))
@@ -230,7 +236,8 @@ def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> tup
 
 
 def _port(value: str) -> int | None:
-    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
+    # isascii: str.isdigit() also accepts digits int() refuses ("²"), and the Host header is the client's.
+    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) < 65536 else None
 
 
 def client_from_forwarded_for(first: Mapping[bytes, bytes]) -> tuple[str, int] | None:
@@ -249,6 +256,18 @@ def http_version(protocol: str | None) -> str:
     return _HTTP_VERSIONS.get(version, "1.1")
 
 
+def query_string(query: str) -> bytes:
+    """A query string that arrived as received (2.0 ``rawQueryString``, ALB), as ASGI's ASCII bytes.
+
+    Clients percent-encode queries, so this is ASCII nearly always; anything else (a raw UTF-8 query some
+    clients send) is percent-encoded as UTF-8 rather than mangled, and every printable ASCII character,
+    "%" included, is kept as it came.
+    """
+    if query.isascii():
+        return query.encode("ascii")
+    return quote(query, safe=_QUERY_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+
+
 def decode_path(raw: str, field: str) -> str:
     """Percent-decode a path once (UTF-8, as browsers encode; bad UTF-8 becomes U+FFFD, as in uvicorn)."""
     if not raw.startswith("/"):
@@ -262,14 +281,14 @@ def quote_path(path: str) -> bytes:
     """The bytes of a decoded path, escaped back for ``raw_path`` (HTTP API gives no raw form)."""
     if _PATH_LITERAL.issuperset(path):  # fast path: nothing to escape
         return path.encode("ascii")
-    return quote(path, safe=_PATH_SAFE, encoding="utf-8").encode("ascii")
+    return quote(path, safe=_PATH_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
 
 
 def raw_path(raw: str) -> bytes:
     """A path as received (already percent-encoded); non-ASCII is escaped so ``raw_path`` stays ASCII."""
     if _RAW_PATH_LITERAL.issuperset(raw):  # fast path: nothing to escape
         return raw.encode("ascii")
-    return quote(raw, safe=_PATH_SAFE + "%", encoding="utf-8").encode("ascii")
+    return quote(raw, safe=_PATH_SAFE + "%", encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
 
 
 def root_path(path: str, base_path: str) -> str:

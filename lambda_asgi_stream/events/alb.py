@@ -42,7 +42,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         path=path,
         raw_path=c.raw_path(received),
         root_path=c.root_path(path, base_path),
-        query_string="&".join(f"{k}={v}" for k, v in query).encode("latin-1", "replace"),
+        query_string=c.query_string("&".join(f"{k}={v}" for k, v in query)),
         headers=headers,
         http_version="1.1",
         client=c.client_from_forwarded_for(first),

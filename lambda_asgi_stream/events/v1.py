@@ -92,4 +92,4 @@ def _query(event: dict[str, Any]) -> str:
 def _quote(text: str) -> str:
     if c.UNRESERVED.issuperset(text):  # fast path: quote(text, safe="") would return it unchanged
         return text
-    return quote(text, safe="")
+    return quote(text, safe="", errors="surrogatepass")

@@ -64,7 +64,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         path=path,
         raw_path=raw_path,
         root_path=root,
-        query_string=query.encode("latin-1", "replace"),
+        query_string=c.query_string(query),
         headers=headers,
         http_version=c.http_version(c.text(http.get("protocol"), "requestContext.http.protocol", default="")),
         client=(source_ip, 0) if source_ip else None,

@@ -88,3 +88,30 @@ def test_unsafe_header_fields_are_dropped_not_passed_on() -> None:
 def test_event_errors_carry_lambda_error_types() -> None:
     assert UnsupportedEventError("x").error_type.startswith(("Function.", "Runtime."))
     assert MalformedEventError("f", "p").error_type.startswith(("Function.", "Runtime."))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"body": "\ud800 lone surrogate"},
+        {"headers": {"host": "x:\u00b2", "x-a": "\ud800"}},  # "²".isdigit() is True, int("²") fails
+        {"rawPath": "/a\ud800b"},
+        {"rawQueryString": "q=\ud800"},
+    ],
+)
+def test_odd_but_valid_json_never_crashes_the_parser(changes: dict[str, Any]) -> None:
+    request = parse_event(_url_event(**changes))
+    assert request.scope["raw_path"].isascii() and request.scope["query_string"].isascii()
+
+
+def test_non_ascii_query_is_percent_encoded_not_replaced() -> None:
+    request = parse_event(_url_event(rawQueryString="q=\u65e5&x=%41"))
+    assert request.scope["query_string"] == b"q=%E6%97%A5&x=%41"
+    alb = build_event("alb", method="GET", path="/", query_string="\u2603=1")
+    assert parse_event(alb).scope["query_string"] == b"%E2%98%83=1"
+
+
+def test_rest_query_values_with_lone_surrogates() -> None:
+    event = build_event("rest", method="GET", path="/")
+    event["multiValueQueryStringParameters"] = {"q": ["\ud800"]}
+    assert parse_event(event).scope["query_string"].startswith(b"q=%ED%A0%80")
