@@ -8,7 +8,7 @@ An ASGI app streams 500 OpenAI-style ``chat.completion.chunk`` events (then ``da
 apart (a seeded random schedule, the same for every policy). The same app runs, concurrently and on the
 same schedule, through the runtime's cycle with each padding policy, configured exactly as the runtime
 configures it (``Config.from_env`` with ``LAMBDA_ASGI_STREAM_PADDING``, ``_PADDING_IDLE_MS``,
-``_PADDING_THRESHOLD``, ``_PADDING_BUDGET``; ``none`` -> ``StreamingResponder``, otherwise
+``_PADDING_THRESHOLD``, ``_PADDING_BUDGET``, ``_PADDING_RATE``; ``none`` -> ``StreamingResponder``, otherwise
 ``PaddedStreamingResponder``, as ``LambdaRuntime._stream`` picks). A recording writer timestamps every
 write.
 
@@ -179,12 +179,18 @@ def main() -> None:
         "LAMBDA_ASGI_STREAM_PADDING_IDLE_MS": str(args.idle_ms),
         "LAMBDA_ASGI_STREAM_PADDING_THRESHOLD": str(args.threshold),
     }
+    idle = {**base, "LAMBDA_ASGI_STREAM_PADDING": "idle"}
     outcomes = [
         Outcome("none", {**base, "LAMBDA_ASGI_STREAM_PADDING": "none"}),
-        Outcome("idle (default budget 4 MiB)", {**base, "LAMBDA_ASGI_STREAM_PADDING": "idle"}),
+        Outcome("idle (default: 4 MiB burst, 512 KiB/s)", idle),
+        Outcome("idle, hard 4 MiB budget (rate 0)", {**idle, "LAMBDA_ASGI_STREAM_PADDING_RATE": "0"}),
         Outcome(
             "idle, budget unlimited",
-            {**base, "LAMBDA_ASGI_STREAM_PADDING": "idle", "LAMBDA_ASGI_STREAM_PADDING_BUDGET": str(10**12)},
+            {
+                **idle,
+                "LAMBDA_ASGI_STREAM_PADDING_BUDGET": str(10**12),
+                "LAMBDA_ASGI_STREAM_PADDING_RATE": "0",
+            },
         ),
     ]
     gap_ms = [g * 1000 for g in gaps[1:]]
@@ -207,7 +213,7 @@ def main() -> None:
     print(f"all policies ran concurrently in {time.perf_counter() - started:.1f} s\n")
 
     header = (
-        f"  {'policy':28s} {'payload B':>10s} {'padding B':>11s} {'pad/payload':>11s} {'pads':>5s}"
+        f"  {'policy':40s} {'payload B':>10s} {'padding B':>11s} {'pad/payload':>11s} {'pads':>5s}"
         f" {'late tokens':>12s} {'1st late':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}"
         f" {'bw lag s':>8s}"
     )
@@ -216,7 +222,7 @@ def main() -> None:
         r = analyse(outcome, args.threshold, args.late_ms / 1000)
         first = "-" if r["first_late"] is None else f"#{r['first_late']}"
         print(
-            f"  {outcome.name:28s} {r['payload']:10d} {r['padding']:11d} {r['padding'] / r['payload']:11.1f}"
+            f"  {outcome.name:40s} {r['payload']:10d} {r['padding']:11d} {r['padding'] / r['payload']:11.1f}"
             f" {r['pads']:5d} {r['late']:8d}/{TOKENS:<3d} {first:>8s} {r['p50']:8.1f} {r['p95']:8.1f}"
             f" {r['max']:8.1f} {r['lag']:8.2f}"
         )

@@ -14,7 +14,14 @@ from typing import Literal
 
 from ._errors import ConfigError
 from .lifespan import LIFESPAN_MODES, LifespanMode
-from .padding import DEFAULT_BUDGET, DEFAULT_IDLE_MS, DEFAULT_THRESHOLD, PADDING_MODES, PaddingPolicy
+from .padding import (
+    DEFAULT_BUDGET,
+    DEFAULT_IDLE_MS,
+    DEFAULT_RATE,
+    DEFAULT_THRESHOLD,
+    PADDING_MODES,
+    PaddingPolicy,
+)
 from .sse import DEFAULT_HEARTBEAT_S, SSEOptions
 
 InvokeMode = Literal["RESPONSE_STREAM", "BUFFERED"]
@@ -28,6 +35,7 @@ ENV_PADDING = "LAMBDA_ASGI_STREAM_PADDING"
 ENV_PADDING_IDLE_MS = "LAMBDA_ASGI_STREAM_PADDING_IDLE_MS"
 ENV_PADDING_THRESHOLD = "LAMBDA_ASGI_STREAM_PADDING_THRESHOLD"
 ENV_PADDING_BUDGET = "LAMBDA_ASGI_STREAM_PADDING_BUDGET"
+ENV_PADDING_RATE = "LAMBDA_ASGI_STREAM_PADDING_RATE"
 ENV_SSE_HEARTBEAT_S = "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S"
 ENV_SSE_ERROR_EVENT = "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT"
 
@@ -113,6 +121,7 @@ def _padding(env: Mapping[str, str]) -> PaddingPolicy:
         idle_ms=_int(env, ENV_PADDING_IDLE_MS, int(DEFAULT_IDLE_MS), minimum=0),
         threshold=_int(env, ENV_PADDING_THRESHOLD, DEFAULT_THRESHOLD, minimum=1),
         budget=_int(env, ENV_PADDING_BUDGET, DEFAULT_BUDGET, minimum=0),
+        rate=_int(env, ENV_PADDING_RATE, DEFAULT_RATE, minimum=0),
     )
 
 

@@ -224,15 +224,23 @@ class PaddedStreamingResponder(StreamingResponder):
     async def _pad(self) -> None:
         if self.flusher is None or self._closed:
             return
-        data = self.flusher.padding()
+        data = self.flusher.padding(time.monotonic())
         if data:
             await self.writer.write(data)
             self._tail = data[-16:]
             self.stats.padding += len(data)
-        elif self.flusher.exhausted and not self._warned:
+        if self.flusher.throttled and not self._warned:
             self._warned = True
-            budget = self.policy.budget
-            logger.warning("padding budget of %d bytes spent: small writes may now be held back", budget)
+            if self.flusher.exhausted:
+                logger.warning(
+                    "padding budget of %d bytes spent: small writes may now be held back", self.policy.budget
+                )
+            else:
+                logger.info(
+                    "padding burst of %d bytes spent: pushes now paced at %d bytes/s",
+                    self.policy.budget,
+                    self.policy.rate,
+                )
 
     async def _heartbeat(self) -> None:
         if self._closed or not self._tail.endswith(b"\n"):
@@ -246,7 +254,7 @@ class PaddedStreamingResponder(StreamingResponder):
         await self._started.wait()
         if not self.watched or self._closed:
             return
-        automatic = self.flusher is not None and self.flusher.automatic
+        flusher = self.flusher if self.flusher is not None and self.flusher.automatic else None
         idle = self.policy.idle_ms / 1000
         beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
         seen = 0  # writes made before this task first ran are still to be looked at
@@ -262,11 +270,15 @@ class PaddedStreamingResponder(StreamingResponder):
                         seen = self._writes
                         continue
                 seen = self._writes
-                if not automatic:
+                if flusher is None:
                     continue
                 # Debounce by timestamps (writes never wake us here): padding is due once no write came
                 # for `idle` seconds.
                 while (wait := self._last_write + idle - time.monotonic()) > 0:  # noqa: ASYNC110
+                    await anyio.sleep(wait)
+                # Pacing: once the burst budget is spent, the push waits for the refill; what the app
+                # writes meanwhile goes out with it (inf: a spent hard cap, _pad says so once).
+                if 0 < (wait := flusher.delay(time.monotonic())) < math.inf:
                     await anyio.sleep(wait)
                 seen = self._writes
                 async with self._lock:

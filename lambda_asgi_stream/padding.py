@@ -24,7 +24,10 @@ wasteful, and whitespace is not harmless everywhere, so the policy here is:
   =======================================  ==========================================  ====================
 
   (HTML caveat: spaces after a tag are invisible except inside ``<pre>`` and ``<textarea>``.)
-* a per-response budget: once spent, padding stops and a warning is logged once.
+* a per-response budget that refills: a burst of ``budget`` bytes for the first pauses, then at most
+  ``rate`` bytes per second, so a long token stream keeps moving (in groups, a pad every
+  ``threshold / rate`` seconds) without padding ever dominating the response or Lambda's 2 MB/s
+  bandwidth. With ``rate = 0`` the budget is a hard cap: once spent, padding stops (logged once).
 
 Modes: ``none`` (never pad), ``explicit`` (pad only when the app asks, see :data:`FLUSH_EXTENSION`),
 ``idle`` (pad when the app goes idle, and when it asks).
@@ -32,6 +35,7 @@ Modes: ``none`` (never pad), ``explicit`` (pad only when the app asks, see :data
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -66,6 +70,9 @@ DEFAULT_IDLE_MS = 5.0
 DEFAULT_THRESHOLD = 100 * 1024
 #: Below Lambda's 6 MB uncapped burst, so padding alone never triggers the 2 MB/s bandwidth cap.
 DEFAULT_BUDGET = 4 * 1024 * 1024
+#: Refill of the budget, bytes/s: at the 100 KiB threshold about five pushes a second (tokens arrive in
+#: groups at most ~200 ms apart), a quarter of the 2 MB/s Lambda allows past the first 6 MB.
+DEFAULT_RATE = 512 * 1024
 
 _SSE_LINE = 4096  # long comment lines are legal, but some proxies and parsers cap line length
 _NDJSON_TYPES = frozenset(
@@ -148,13 +155,14 @@ class PaddingPolicy:
     idle_ms: float = DEFAULT_IDLE_MS
     threshold: int = DEFAULT_THRESHOLD
     budget: int = DEFAULT_BUDGET
+    rate: int = DEFAULT_RATE  # bytes/s the budget refills; 0: a hard cap
     pad: PadFunction | None = None  # forces this pad function for every content type
 
     def __post_init__(self) -> None:
         if self.mode not in PADDING_MODES:
             raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, not {self.mode!r}")
-        if self.threshold < 1 or self.idle_ms < 0 or self.budget < 0:
-            raise ValueError("padding threshold must be >= 1, idle_ms and budget >= 0")
+        if self.threshold < 1 or self.idle_ms < 0 or self.budget < 0 or self.rate < 0:
+            raise ValueError("padding threshold must be >= 1, idle_ms, budget and rate >= 0")
 
     def for_response(self, headers: list[tuple[str, str]]) -> Flusher | None:
         """A flusher for one response, or None when it is not to be padded."""
@@ -167,42 +175,73 @@ class PaddingPolicy:
         pad = self.pad or pad_function_for(found.get("content-type", ""), found.get("content-encoding", ""))
         if pad is None:
             return None
-        return Flusher(pad, self.threshold, self.budget, automatic=mode == "idle")
+        return Flusher(pad, self.threshold, self.budget, self.rate, automatic=mode == "idle")
 
 
 class Flusher:
-    """Padding state of one response: what is pending in the service, and the padding spent."""
+    """Padding state of one response: what is pending in the service, and the padding budget.
 
-    def __init__(self, pad: PadFunction, threshold: int, budget: int, *, automatic: bool) -> None:
+    Sans-IO: times are passed in (``time.monotonic()`` seconds). The budget is a token bucket of
+    ``budget`` bytes refilled at ``rate`` bytes/s.
+    """
+
+    def __init__(
+        self, pad: PadFunction, threshold: int, budget: int, rate: int = 0, *, automatic: bool
+    ) -> None:
         self.pad = pad
         self.threshold = threshold
         self.budget = budget
+        self.rate = rate
         self.automatic = automatic
         self.pending = 0
         self.padding_bytes = 0
-        self.exhausted = False
+        self.exhausted = False  # a hard budget (rate 0) is spent
+        self.throttled = False  # the burst is spent; pads now wait for the refill
+        self._tokens = float(budget)
+        self._at: float | None = None
         self._tail = b""
 
     def wrote(self, data: bytes) -> None:
         """Account for bytes the app wrote (model: the service releases once ``threshold`` are pending)."""
         if not data:
             return
-        self._tail = (self._tail + data)[-16:]
+        self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
         self.pending += len(data)
         if self.pending >= self.threshold:
             self.pending = 0
 
-    def padding(self) -> bytes:
-        """Padding that would push the pending bytes out now; b"" when none is due or safe."""
+    def delay(self, now: float) -> float:
+        """Seconds until the pending bytes can be pushed out: 0 now, ``inf`` never (a spent hard cap)."""
+        if self.pending == 0:
+            return 0.0
+        self._refill(now)
+        need = self.threshold - self.pending
+        if self._tokens >= need:
+            return 0.0
+        self.throttled = True
+        if self.rate == 0:
+            return math.inf
+        return (need - self._tokens) / self.rate
+
+    def padding(self, now: float) -> bytes:
+        """Padding that would push the pending bytes out now; b"" when none is due, safe or affordable."""
         if self.pending == 0 or self.exhausted:
             return b""
         data = self.pad(self._tail, self.threshold - self.pending)
         if not data:
             return b""
-        if self.padding_bytes + len(data) > self.budget:
-            self.exhausted = True
+        self._refill(now)
+        if len(data) > self._tokens:
+            self.throttled = True
+            self.exhausted = self.rate == 0
             return b""
+        self._tokens -= len(data)
         self.padding_bytes += len(data)
         self.pending = 0
         self._tail = data[-16:]
         return data
+
+    def _refill(self, now: float) -> None:
+        if self._at is not None and self.rate:
+            self._tokens = min(float(self.budget), self._tokens + (now - self._at) * self.rate)
+        self._at = now

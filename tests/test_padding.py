@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from html.parser import HTMLParser
 from typing import Any
 
@@ -50,15 +51,15 @@ def test_which_responses_may_be_padded(content_type: str, encoding: str, padded:
 def test_pads_just_enough_to_reach_the_threshold() -> None:
     f = flusher("text/event-stream")
     f.wrote(b"data: hello\n\n")
-    pad = f.padding()
+    pad = f.padding(0.0)
     assert len(pad) + len(b"data: hello\n\n") == THRESHOLD
-    assert f.pending == 0 and f.padding() == b""  # nothing pending: nothing more to pad
+    assert f.pending == 0 and f.padding(0.0) == b""  # nothing pending: nothing more to pad
 
 
 def test_no_padding_once_the_service_would_release_anyway() -> None:
     f = flusher("text/event-stream")
     f.wrote(b"data: " + b"x" * THRESHOLD + b"\n\n")
-    assert f.padding() == b""
+    assert f.padding(0.0) == b""
 
 
 @pytest.mark.parametrize(
@@ -72,18 +73,42 @@ def test_no_padding_once_the_service_would_release_anyway() -> None:
 def test_never_pads_at_an_unsafe_boundary(content_type: str, tail: bytes) -> None:
     f = flusher(content_type)
     f.wrote(tail)
-    assert f.padding() == b""
+    assert f.padding(0.0) == b""
     assert f.pending == len(tail)
 
 
-def test_budget_stops_padding() -> None:
-    f = flusher("text/event-stream", budget=2 * THRESHOLD)
+def test_a_hard_budget_stops_padding() -> None:
+    f = flusher("text/event-stream", budget=2 * THRESHOLD)  # rate 0: a hard cap
     spent = 0
-    for _ in range(5):
+    for second in range(5):
         f.wrote(b"data: x\n\n")
-        spent += len(f.padding())
+        spent += len(f.padding(float(second)))
     assert spent <= 2 * THRESHOLD
     assert f.exhausted
+    assert f.delay(10.0) == math.inf
+
+
+def test_a_refilling_budget_paces_padding_instead_of_stopping_it() -> None:
+    pad = pad_function_for("text/event-stream")
+    assert pad is not None
+    # A burst of two pushes, then the budget refills at one push per second.
+    f = Flusher(pad, THRESHOLD, 2 * THRESHOLD, THRESHOLD, automatic=True)
+    pushed = []
+    for step in range(8):  # an event every 0.25 s, for 2 s
+        now = step * 0.25
+        f.wrote(b"data: x\n\n")
+        wait = f.delay(now)
+        if wait == 0:
+            pushed.append(now)
+            assert f.padding(now)
+        else:
+            assert 0 < wait <= 1.0  # never "never": the refill always comes
+    assert pushed[:2] == [0.0, 0.25]  # the burst: every pause pushed at once
+    assert len(pushed) < 8 and f.throttled and not f.exhausted
+    # Once throttled, the next push is due when the refill covers it, and then it goes out.
+    now = 2.0 + f.delay(2.0)
+    assert f.padding(now)
+    assert not f.exhausted
 
 
 def sse_events(data: bytes) -> list[tuple[str, str, str | None]]:
@@ -149,7 +174,7 @@ def test_padded_stream_parses_the_same(content_type: str, writes: list[bytes], p
     for write in writes:
         f.wrote(write)
         out += write
-        out += f.padding()
+        out += f.padding(0.0)
     assert f.padding_bytes > 0, "the test must actually pad"
     assert len(out) > sum(map(len, writes))
     assert parse(out) == parse(b"".join(writes))
