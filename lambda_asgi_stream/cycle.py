@@ -26,6 +26,7 @@ blocks until the response is complete, then returns ``http.disconnect`` for ever
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
@@ -202,7 +203,13 @@ class PaddedStreamingResponder(StreamingResponder):
             self._wake = None
 
     async def flush(self) -> None:
-        """Pad out what is pending now (an explicit request from the app)."""
+        """Pad out what is pending (an explicit request from the app).
+
+        Once the burst budget is spent this waits for the refill, like the idle watcher does, so a flush
+        is deferred, never dropped; the app's next write waits with it.
+        """
+        if self.flusher is not None and 0 < (wait := self.flusher.delay(time.monotonic())) < math.inf:
+            await anyio.sleep(wait)
         async with self._lock:
             await self._pad()
 
@@ -233,7 +240,8 @@ class PaddedStreamingResponder(StreamingResponder):
             self._warned = True
             if self.flusher.exhausted:
                 logger.warning(
-                    "padding budget of %d bytes spent: small writes may now be held back", self.policy.budget
+                    "padding budget spent (%d bytes): small writes may now be held back",
+                    self.flusher.padding_bytes,
                 )
             else:
                 logger.info(
@@ -376,12 +384,28 @@ def _app_fault(exc: BaseException) -> Exception:
     if isinstance(exc, Exception):
         return exc
     if isinstance(exc, anyio.get_cancelled_exc_class()):
-        if anyio.current_effective_deadline() == -math.inf:
+        if anyio.current_effective_deadline() == -math.inf or not stray_cancellation():
             raise exc
         return RuntimeError(f"the app raised {type(exc).__name__} without being cancelled")
     if isinstance(exc, SystemExit):
         return RuntimeError(f"the app called sys.exit({exc.code!r})")
     raise exc
+
+
+def stray_cancellation() -> bool:
+    """True when nobody asked to cancel the current task, so a CancelledError is the app's own doing.
+
+    anyio scopes show as ``current_effective_deadline() == -inf`` (checked by the caller); a plain asyncio
+    ``task.cancel()`` (``wait_for``, ``asyncio.timeout``, a server shutting down) shows only in
+    ``Task.cancelling()``, which Python 3.10 lacks: there, and off asyncio, no cancellation is treated as
+    stray, since swallowing a real one is worse than failing one invocation.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio
+        return False
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() == 0
 
 
 class _State(enum.Enum):
@@ -480,6 +504,10 @@ class HTTPCycle:
             try:
                 await app(self.scope, self._receive, self._send)
             except BaseException as exc:
+                if scope.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class()):
+                    # Our deadline fired: a timeout, whichever CancelledError came out of the app (anyio's
+                    # scope only absorbs its own). A cancelled outer scope still raises at the next await.
+                    return None, True
                 return _app_fault(exc), False
         return None, scope.cancelled_caught
 

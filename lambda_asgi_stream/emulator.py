@@ -629,7 +629,8 @@ class _ClientResponse:
     async def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.started = True
         self.log.status = status
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() not in HOP_BY_HOP]
+        # Values are UTF-8 on the way out, as Lambda writes the prelude's JSON strings (encoder._value_text).
+        raw = [(k.encode("latin-1"), v.encode("utf-8")) for k, v in headers if k.lower() not in HOP_BY_HOP]
         await self._client({"type": "http.response.start", "status": status, "headers": raw})
 
     async def _write(self, data: bytes, *, more: bool) -> None:

@@ -68,11 +68,14 @@ async def flush(scope: Mapping[str, Any]) -> None:
 
 DEFAULT_IDLE_MS = 5.0
 DEFAULT_THRESHOLD = 100 * 1024
-#: Below Lambda's 6 MB uncapped burst, so padding alone never triggers the 2 MB/s bandwidth cap.
+#: The burst: below Lambda's 6 MB of uncapped bandwidth, so short streams never reach the 2 MB/s cap.
 DEFAULT_BUDGET = 4 * 1024 * 1024
 #: Refill of the budget, bytes/s: at the 100 KiB threshold about five pushes a second (tokens arrive in
 #: groups at most ~200 ms apart), a quarter of the 2 MB/s Lambda allows past the first 6 MB.
 DEFAULT_RATE = 512 * 1024
+#: Padding one response may spend in all, refills included: far below Lambda's 200 MB streamed limit,
+#: which a stream trickling tokens for 15 minutes would otherwise reach. Past it, padding stops (logged).
+MAX_PADDING_TOTAL = 64 * 1024 * 1024
 
 _SSE_LINE = 4096  # long comment lines are legal, but some proxies and parsers cap line length
 _NDJSON_TYPES = frozenset(
@@ -212,10 +215,13 @@ class Flusher:
 
     def delay(self, now: float) -> float:
         """Seconds until the pending bytes can be pushed out: 0 now, ``inf`` never (a spent hard cap)."""
-        if self.pending == 0:
-            return 0.0
+        if self.pending == 0 or self.exhausted:
+            return 0.0 if self.pending == 0 else math.inf
         self._refill(now)
-        need = self.threshold - self.pending
+        need = len(self.pad(self._tail, self.threshold - self.pending))  # what padding() will write
+        if self.padding_bytes + need > MAX_PADDING_TOTAL:
+            self.throttled = self.exhausted = True
+            return math.inf
         if self._tokens >= need:
             return 0.0
         self.throttled = True
@@ -231,9 +237,9 @@ class Flusher:
         if not data:
             return b""
         self._refill(now)
-        if len(data) > self._tokens:
+        if len(data) > self._tokens or self.padding_bytes + len(data) > MAX_PADDING_TOTAL:
             self.throttled = True
-            self.exhausted = self.rate == 0
+            self.exhausted = self.rate == 0 or self.padding_bytes + len(data) > MAX_PADDING_TOTAL
             return b""
         self._tokens -= len(data)
         self.padding_bytes += len(data)

@@ -22,10 +22,12 @@ startup goes to ``/runtime/init/error`` and the process exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -433,6 +435,16 @@ class LambdaRuntime:
             await self.handle(client, invocation)
         except RuntimeAPIError:
             raise
+        except anyio.get_cancelled_exc_class() as exc:
+            # Our tasks are only ever cancelled through anyio scopes (SIGTERM), which show as -inf. Any
+            # other CancelledError came out of the app (Python 3.10 cannot tell it apart in the cycle) and
+            # must cost this invocation, not end the worker silently.
+            if anyio.current_effective_deadline() == -math.inf or not _cancelled_by_nobody():
+                raise
+            logger.error("invocation %s: stray %s from the app", invocation.request_id, type(exc).__name__)
+            client.close()
+            error = RuntimeError("the app raised CancelledError without being cancelled")
+            await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, error))
         except Exception as exc:
             logger.exception(
                 "invocation %s: internal error, reporting it and going on", invocation.request_id
@@ -542,6 +554,13 @@ class LambdaRuntime:
             return None
         budget_ms = invocation.remaining_ms() - self.config.timeout_margin_ms
         return anyio.current_time() + max(0, budget_ms) / 1000
+
+
+def _cancelled_by_nobody() -> bool:
+    # On 3.11+ an asyncio task.cancel() aimed at us shows in cancelling(); 3.10 has no way to tell.
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() == 0
 
 
 def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Request:

@@ -97,7 +97,9 @@ def buffered_response(request_id: str, payload: Any) -> APIRequest:
     base64 both grow it); over the limit Lambda answers 413 and the client gets a bare 502, so it is
     refused here with an error that says why.
     """
-    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    # ensure_ascii=False: "\uXXXX" escapes would triple non-ASCII text and push valid responses over
+    # the limit (AWS's own Python runtime sends UTF-8 JSON too).
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(body) > MAX_BUFFERED_RESPONSE_BYTES:
         raise ResponseTooLargeError(
             f"the buffered response is {len(body)} bytes as JSON; Lambda accepts at most "

@@ -211,3 +211,18 @@ def test_handle_on_a_loop_the_caller_runs() -> None:
 
     ok, late = asyncio.run(main())
     assert ok["statusCode"] == 200 and late["statusCode"] == 504
+
+
+def test_an_asyncio_cancellation_from_outside_is_not_swallowed() -> None:
+    # wait_for cancels with task.cancel(), not through an anyio scope: it must still cancel the call.
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(10)
+
+    adapter = Adapter(slow, lifespan="off")
+    event = build_event("function-url", method="GET", path="/")
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(adapter.handle(event), 0.05)
+
+    asyncio.run(main())

@@ -323,3 +323,43 @@ async def test_padding_header_is_consumed_and_can_turn_padding_off() -> None:
 def test_policy_rejects_unknown_modes() -> None:
     with pytest.raises(ValueError, match="padding"):
         PaddingPolicy(mode="always")  # type: ignore[arg-type]
+
+
+def test_padding_stops_at_the_lifetime_cap_whatever_the_refill() -> None:
+    from lambda_asgi_stream.padding import MAX_PADDING_TOTAL
+
+    pad = pad_function_for("text/html")
+    assert pad is not None
+    mib = 1024 * 1024
+    f = Flusher(pad, mib, 10 * mib, 10 * mib, automatic=True)  # refills faster than it is spent
+    spent = 0
+    for second in range(100):
+        f.wrote(b"<p>x</p>")
+        if f.delay(float(second)) == math.inf:
+            break
+        spent += len(f.padding(float(second)))
+    assert f.exhausted and spent <= MAX_PADDING_TOTAL
+    assert spent > MAX_PADDING_TOTAL - 2 * mib
+
+
+def test_delay_promises_only_what_padding_then_delivers() -> None:
+    # The SSE pad can be a byte longer than the gap it fills (a line ending); delay() must count that.
+    pad = pad_function_for("text/event-stream")
+    assert pad is not None
+    for pending in range(1, THRESHOLD):
+        f = Flusher(pad, THRESHOLD, THRESHOLD - pending, 0, automatic=True)  # a budget of exactly the gap
+        f.wrote(b"x" * (pending - 1) + b"\n")
+        if f.delay(0.0) == 0.0:
+            assert f.padding(0.0), pending
+
+
+@pytest.mark.anyio
+async def test_explicit_flush_waits_for_the_refill_instead_of_being_dropped() -> None:
+    app = sse_app(events=4, pause=0, flush_by_hand=True)
+    # A burst of one push, then one push every ~20 ms: every flush is honoured, some after a wait.
+    policy = PaddingPolicy(
+        mode="explicit", idle_ms=5, threshold=THRESHOLD, budget=THRESHOLD, rate=THRESHOLD * 50
+    )
+    responder = PaddedStreamingResponder(app.writer, "function-url", policy)
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    assert app.seen == [0, 1, 2, 3]  # each event released before the app went on

@@ -155,3 +155,15 @@ async def test_buffered_response_over_6_mb_gives_502() -> None:
     )
     assert client.messages[0]["status"] == 200
     assert client.body_bytes == 6 * MiB - 100
+
+
+async def test_non_latin1_header_values_pass_as_utf8() -> None:
+    prelude = build_prelude(
+        200, [(b"content-disposition", "r\u00e9sum\u00e9 \u20ac.pdf".encode())], "function-url"
+    )
+    sandbox = FakeSandbox([StreamData(prelude + b"pdf"), StreamEnd([], None)])
+    client, error, _ = await _run(sandbox, buffering="off")
+    assert error is None
+    start = client.messages[0]
+    assert start["status"] == 200
+    assert (b"content-disposition", "r\u00e9sum\u00e9 \u20ac.pdf".encode()) in start["headers"]

@@ -171,3 +171,40 @@ async def test_a_buffered_response_over_6_mb_as_json_is_an_error_not_a_413(api: 
     answer = api.error(big)
     assert dict(answer.headers)["Lambda-Runtime-Function-Error-Type"] == "Function.ResponseSizeTooLarge"
     assert "6 MB" in json.loads(answer.body)["errorMessage"]
+
+
+async def test_a_stray_cancelled_error_after_the_deadline_fired_is_a_timeout(api: FakeRuntimeAPI) -> None:
+    import asyncio
+    import time
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/after":
+            await hello(scope, receive, send)
+            return
+        await send(start(200, [("content-type", "text/plain")]))
+        await send(body(b"partial", more=True))
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.3)  # the deadline passes in here
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future  # a CancelledError that is not the deadline scope's own
+
+    late = api.add(http_event("/shielded"), deadline_ms=int(time.time() * 1000) + 50)
+    after = api.add(http_event("/after"))
+    await run_loop(app, api, timeout_margin_ms=0)
+    streamed = decode_streamed(api.response(late))
+    assert streamed.payload == b"partial"
+    assert streamed.error_type == "Function.Timeout"
+    assert decode_streamed(api.response(after)).payload == b"hello /after"
+
+
+async def test_non_ascii_buffered_bodies_are_measured_as_utf8_json(api: FakeRuntimeAPI) -> None:
+    text = "\u65e5\u672c\u8a9e" * 400_000  # 3.6 MB of UTF-8; ~7.2 MB if JSON escaped it as \uXXXX
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start(200, [("content-type", "text/html; charset=utf-8")]))
+        await send(body(text.encode()))
+
+    page = api.add(http_event("/page"))
+    await run_loop(app, api, invoke_mode="BUFFERED")
+    assert json.loads(api.response(page).body)["body"] == text
