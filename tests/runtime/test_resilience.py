@@ -208,3 +208,26 @@ async def test_non_ascii_buffered_bodies_are_measured_as_utf8_json(api: FakeRunt
     page = api.add(http_event("/page"))
     await run_loop(app, api, invoke_mode="BUFFERED")
     assert json.loads(api.response(page).body)["body"] == text
+
+
+async def test_a_stray_cancelled_error_costs_one_invocation_on_every_python(api: FakeRuntimeAPI) -> None:
+    import asyncio
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/stray":
+            task = asyncio.ensure_future(asyncio.sleep(10))
+            task.cancel()
+            await task  # CancelledError, though nobody cancelled the app
+        await hello(scope, receive, send)
+
+    stray = api.add(http_event("/stray"))
+    after = api.add(http_event("/after"))
+    await run_loop(app, api)
+    answer = api.answers[stray.request_id]
+    if answer.kind == "response":  # 3.11+: the cycle tells it apart: a 500 and error trailers
+        streamed = decode_streamed(answer.request)
+        assert streamed.prelude is not None and streamed.prelude["statusCode"] == 500
+        assert streamed.error_type == "Function.RuntimeError"
+    else:  # 3.10: the loop's backstop reports it on /error
+        assert answer.kind == "error"
+    assert decode_streamed(api.response(after)).payload == b"hello /after"
