@@ -429,6 +429,12 @@ class _Portal:
             self._cm.__exit__(None, None, None)
 
 
+def _wire(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # As bytes: httpx would encode str values as ASCII and fail on "€". UTF-8 is what Lambda writes out
+    # for the prelude's JSON strings, and what the emulator sends.
+    return [(name.encode("latin-1"), value.encode("utf-8")) for name, value in headers]
+
+
 class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
     """An httpx transport (async and sync) that serves requests through the Lambda streaming path.
 
@@ -494,7 +500,7 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         extensions = {"lambda": exchange.info, "http_version": b"HTTP/1.1"}
         if self.invoke_mode == "BUFFERED":
             status, headers, body = await exchange.run_buffered()
-            return httpx.Response(status, headers=headers, content=body, extensions=extensions)
+            return httpx.Response(status, headers=_wire(headers), content=body, extensions=extensions)
         group = anyio.create_task_group()
         await group.__aenter__()
         group.start_soon(exchange.run_streaming)
@@ -505,7 +511,7 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             await group.__aexit__(None, None, None)
             raise
         stream = _AsyncBody(exchange, group)
-        return httpx.Response(status, headers=headers, stream=stream, extensions=extensions)
+        return httpx.Response(status, headers=_wire(headers), stream=stream, extensions=extensions)
 
     async def __aenter__(self) -> LambdaTransport:
         group = anyio.create_task_group()
@@ -541,7 +547,7 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             if self.invoke_mode == "BUFFERED":
                 status, headers, content = portal.portal.call(exchange.run_buffered)
                 portal.release()
-                return httpx.Response(status, headers=headers, content=content, extensions=extensions)
+                return httpx.Response(status, headers=_wire(headers), content=content, extensions=extensions)
             done = portal.portal.start_task_soon(exchange.run_streaming)
             status, headers = portal.portal.call(exchange.read_head)
         except BaseException:
@@ -551,7 +557,7 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             portal.release()
             raise
         stream = _SyncBody(exchange, portal, done)
-        return httpx.Response(status, headers=headers, stream=stream, extensions=extensions)
+        return httpx.Response(status, headers=_wire(headers), stream=stream, extensions=extensions)
 
     def __enter__(self) -> LambdaTransport:
         if self._portal is not None:

@@ -226,3 +226,19 @@ async def test_buffered_mode_decodes_the_integrations_response_dict(integration:
         assert len(payload["multiValueHeaders"]["set-cookie"]) == 2
     assert dict(response.cookies) == {"session": "abc123", "theme": "dark"}
     assert response.text == "set"
+
+
+@pytest.mark.parametrize(("integration", "mode"), MODES)
+async def test_non_ascii_response_header_values(integration: Any, mode: Any) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        value = "attachment; filename*=UTF-8''r\u00e9sum\u00e9 \u20ac.pdf".encode()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-disposition", value)]}
+        )
+        await send({"type": "http.response.body", "body": b"pdf"})
+
+    transport = LambdaTransport(app, integration=integration, invoke_mode=mode, lifespan="off")
+    response = await _call(transport, "GET", "/file")
+    assert response.status_code == 200 and response.content == b"pdf"
+    raw = dict(response.headers.raw)[b"content-disposition"]
+    assert raw.decode() == "attachment; filename*=UTF-8''r\u00e9sum\u00e9 \u20ac.pdf"
