@@ -167,3 +167,25 @@ async def test_non_latin1_header_values_pass_as_utf8() -> None:
     start = client.messages[0]
     assert start["status"] == 200
     assert (b"content-disposition", "r\u00e9sum\u00e9 \u20ac.pdf".encode()) in start["headers"]
+
+
+async def test_bandwidth_option_paces_the_client_past_6_mb(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lambda_asgi_stream.emulator as emulator
+
+    slept: list[float] = []
+    real_sleep = anyio.sleep
+
+    async def record(seconds: float) -> None:  # the pacing asked for, without waiting it out
+        slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(emulator.anyio, "sleep", record)
+    chunk = StreamData(b"x" * MiB)
+    sandbox = FakeSandbox([StreamData(SSE_PRELUDE), chunk, StreamEnd([], None)], repeat=10)
+    client, error, _ = await _run(sandbox, buffering="off", bandwidth=True)
+    assert error is None and client.body_bytes == 10 * MiB
+    paced = [s for s in slept if s > 0]
+    # 6 MiB go out uncapped, then 2 MiB/s: the 4 MiB after them are each due 0.5 s after the previous
+    # one. (The clock does not move here, so each delay counts from the start: 0.5, 1.0, 1.5, 2.0 s.)
+    assert len(paced) == 4
+    assert paced == pytest.approx([0.5, 1.0, 1.5, 2.0], abs=0.05)
