@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._errors import AppImportError, ConfigError, LambdaAsgiStreamError
+from ._types import STREAMING_INTEGRATIONS
 from .padding import padding_alphabet
 
 logger = logging.getLogger("lambda_asgi_stream")
@@ -153,7 +154,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
     _setup_logging("INFO")
     logging.getLogger("lambda_asgi_stream.emulator").setLevel("INFO")
-    streams = args.integration in ("function-url", "rest")
+    streams = args.integration in STREAMING_INTEGRATIONS
     mode = args.invoke_mode or ("RESPONSE_STREAM" if streams else "BUFFERED")
     if mode == "RESPONSE_STREAM" and not streams:
         print(f"note: Lambda cannot stream through {args.integration}; emulating it anyway", file=sys.stderr)

@@ -22,6 +22,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Where the event came from. It decides the prelude shape and the buffered response shape.
 Integration = Literal["function-url", "http-api", "rest", "alb"]
 INTEGRATIONS: tuple[Integration, ...] = ("function-url", "http-api", "rest", "alb")
+# Those Lambda can stream a response through (protocol.md 4.2, 4.4: HTTP APIs and ALB invoke buffered only).
+STREAMING_INTEGRATIONS: tuple[Integration, ...] = ("function-url", "rest")
 
 
 class ASGIVersions(TypedDict):

@@ -30,7 +30,6 @@ import asyncio
 import enum
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +43,7 @@ from ._errors import (
     ResponseTooLargeError,
     RuntimeAPIError,
 )
+from ._http import is_token
 from ._types import ASGIApp, Headers, Integration, Message, Scope
 from .encoder import (
     DEFAULT_TEXT_MIME_TYPES,
@@ -367,8 +367,6 @@ class BufferedResponder:
         return self._response
 
 
-# RFC 9110 5.1: a field name is a token.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _valid_names: set[bytes] = set()  # names already checked (apps send the same few every time)
 
 
@@ -384,7 +382,9 @@ def _app_fault(exc: BaseException) -> Exception:
     if isinstance(exc, Exception):
         return exc
     if isinstance(exc, anyio.get_cancelled_exc_class()):
-        if anyio.current_effective_deadline() == -math.inf or not stray_cancellation():
+        # Unknown (3.10, not asyncio) counts as asked for: swallowing a real cancellation is worse than
+        # failing one invocation.
+        if anyio.current_effective_deadline() == -math.inf or cancel_requested() is not False:
             raise exc
         return RuntimeError(f"the app raised {type(exc).__name__} without being cancelled")
     if isinstance(exc, SystemExit):
@@ -392,20 +392,20 @@ def _app_fault(exc: BaseException) -> Exception:
     raise exc
 
 
-def stray_cancellation() -> bool:
-    """True when nobody asked to cancel the current task, so a CancelledError is the app's own doing.
+def cancel_requested() -> bool | None:
+    """Whether a plain asyncio ``task.cancel()`` is pending for the current task; None when unknowable.
 
-    anyio scopes show as ``current_effective_deadline() == -inf`` (checked by the caller); a plain asyncio
+    anyio scopes show as ``current_effective_deadline() == -inf`` (callers check that first); a plain
     ``task.cancel()`` (``wait_for``, ``asyncio.timeout``, a server shutting down) shows only in
-    ``Task.cancelling()``, which Python 3.10 lacks: there, and off asyncio, no cancellation is treated as
-    stray, since swallowing a real one is worse than failing one invocation.
+    ``Task.cancelling()``, which Python 3.10 lacks (None there, and off asyncio). A CancelledError with
+    neither is the app's own doing.
     """
     try:
         task = asyncio.current_task()
     except RuntimeError:  # not on asyncio
-        return False
+        return None
     cancelling = getattr(task, "cancelling", None)
-    return cancelling is not None and cancelling() == 0
+    return None if cancelling is None else cancelling() > 0
 
 
 class _State(enum.Enum):
@@ -478,9 +478,7 @@ class HTTPCycle:
                 group.start_soon(background)
                 app_error, timed_out = await self._call(app, deadline)
                 group.cancel_scope.cancel()
-        self._finished = True
-        if self._done is not None:
-            self._done.set()
+        self._finish()
         if self._transport_error is not None:
             raise self._transport_error
         if self.state is _State.DONE:
@@ -533,6 +531,12 @@ class HTTPCycle:
         logger.error("error after the response was complete (not sent)", exc_info=late)
         return CycleResult("complete", None, late)
 
+    def _finish(self) -> None:
+        """The response is over (or the app returned): receive() now answers http.disconnect."""
+        self._finished = True
+        if self._done is not None:
+            self._done.set()
+
     async def _receive(self) -> Message:
         if not self._request_sent:
             self._request_sent = True
@@ -577,7 +581,7 @@ class HTTPCycle:
             raise self._protocol_error(f"http.response.start headers must be byte pairs: {exc}") from exc
         for name, value in headers:
             if name not in _valid_names:
-                if not _TOKEN.fullmatch(name):
+                if not is_token(name):
                     raise self._protocol_error(f"invalid response header name {name!r} (RFC 9110 5.1)")
                 if len(_valid_names) < 256:
                     _valid_names.add(name)
@@ -598,9 +602,7 @@ class HTTPCycle:
         if not message.get("more_body", False):
             await self.responder.complete()
             self.state = _State.DONE
-            self._finished = True
-            if self._done is not None:
-                self._done.set()
+            self._finish()
 
     def _protocol_error(self, text: str) -> ASGIProtocolError:
         error = ASGIProtocolError(text)

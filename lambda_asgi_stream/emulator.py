@@ -43,13 +43,12 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import LambdaAsgiStreamError
+from ._errors import LambdaAsgiStreamError, ResponseTooLargeError
 from ._types import Integration, Message, Receive, Scope, Send
 from .buffering import MAX_STREAMED_BYTES, Bandwidth, make_release
 from .config import ENV_LOG_LEVEL
 from .encoder import (
     HOP_BY_HOP,
-    MAX_BUFFERED_RESPONSE_BYTES,
     MAX_PRELUDE_BYTES,
     PreludeDecoder,
     decode_buffered_response,
@@ -64,6 +63,7 @@ from .local_api import (
     StreamEnd,
 )
 from .padding import padding_alphabet
+from .runtime_api import encode_buffered
 
 logger = logging.getLogger("lambda_asgi_stream.emulator")
 
@@ -574,14 +574,10 @@ class _ClientResponse:
         await self._write(self.release.feed(data), more=True)
 
     async def _buffered(self, item: BufferedResult) -> None:
-        size = len(json.dumps(item.payload))
-        if size > MAX_BUFFERED_RESPONSE_BYTES:
-            await self.fail(
-                "Function.ResponseSizeTooLarge",
-                f"the buffered response is {size} bytes; Lambda returns at most "
-                f"{MAX_BUFFERED_RESPONSE_BYTES} (6 MB) in BUFFERED mode. Stream it (RESPONSE_STREAM), "
-                "or send less",
-            )
+        try:
+            encode_buffered(item.payload)  # the same measure as the runtime's, which Lambda applies too
+        except ResponseTooLargeError as exc:
+            await self.fail(exc.error_type, str(exc))
             return
         if self.options.invoke_mode == "RESPONSE_STREAM":
             logger.warning(

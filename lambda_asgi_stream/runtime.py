@@ -22,7 +22,6 @@ startup goes to ``/runtime/init/error`` and the process exits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -59,6 +58,7 @@ from .cycle import (
     PaddedStreamingResponder,
     ResponseStats,
     StreamingResponder,
+    cancel_requested,
 )
 from .events import Request, parse_event
 from .lifespan import Lifespan, LifespanOn, make_lifespan
@@ -436,21 +436,22 @@ class LambdaRuntime:
         except RuntimeAPIError:
             raise
         except anyio.get_cancelled_exc_class() as exc:
-            # Our tasks are only ever cancelled through anyio scopes (SIGTERM), which show as -inf. Any
-            # other CancelledError came out of the app (Python 3.10 cannot tell it apart in the cycle) and
-            # must cost this invocation, not end the worker silently.
-            if anyio.current_effective_deadline() == -math.inf or not _cancelled_by_nobody():
+            # Our tasks are only ever cancelled through anyio scopes (SIGTERM), which show as -inf, so a
+            # CancelledError without one (and, where it can be known, without a task.cancel()) came out of
+            # the app (on 3.10 the cycle cannot tell it apart) and costs this invocation, not the worker.
+            if anyio.current_effective_deadline() == -math.inf or cancel_requested():
                 raise
             logger.error("invocation %s: stray %s from the app", invocation.request_id, type(exc).__name__)
-            client.close()
-            error = RuntimeError("the app raised CancelledError without being cancelled")
-            await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, error))
+            failure: Exception = RuntimeError("the app raised CancelledError without being cancelled")
         except Exception as exc:
             logger.exception(
                 "invocation %s: internal error, reporting it and going on", invocation.request_id
             )
-            client.close()  # the connection may hold half a request; Lambda sees the stream cut
-            await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, exc))
+            failure = exc
+        else:
+            return
+        client.close()  # the connection may hold half a request; Lambda sees that stream cut
+        await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, failure))
 
     async def handle(self, client: RuntimeClient, invocation: Invocation) -> None:
         """Serve one invocation and report its outcome. Never raises for the app's or the event's faults."""
@@ -522,22 +523,19 @@ class LambdaRuntime:
         return result, responder.stats
 
     def _streams(self, request: Request) -> bool:
-        # ALB and HTTP APIs invoke functions buffered only (protocol.md 4.2, 4.4): a streamed reply would
-        # reach them as the raw prelude bytes. Answer those events buffered whatever the mode, and say so.
+        # A streamed reply would reach a buffered-only invoker (ALB, HTTP API) as the raw prelude bytes:
+        # answer those events buffered whatever the mode, and say so once.
         if self.config.invoke_mode != "RESPONSE_STREAM":
             return False
-        # HTTP API payload 1.0 looks like REST but says so in "version" (protocol.md 4).
-        http_api_v1 = request.integration == "rest" and request.scope["aws.event"].get("version") == "1.0"
-        if request.integration in ("alb", "http-api") or http_api_v1:
-            if not self._warned_buffered_only:
-                self._warned_buffered_only = True
-                logger.warning(
-                    "%s events cannot be streamed; answering them buffered (set %s=BUFFERED to silence this)",
-                    "HTTP API" if http_api_v1 else request.integration,
-                    "LAMBDA_ASGI_STREAM_INVOKE_MODE",
-                )
-            return False
-        return True
+        if not request.streamable and not self._warned_buffered_only:
+            self._warned_buffered_only = True
+            logger.warning(
+                "%s events cannot be streamed; answering them buffered (set %s=BUFFERED to silence this)",
+                # a REST-shaped event that cannot stream is an HTTP API's payload 1.0
+                "http-api" if request.integration == "rest" else request.integration,
+                "LAMBDA_ASGI_STREAM_INVOKE_MODE",
+            )
+        return request.streamable
 
     def _set_trace_id(self, invocation: Invocation) -> None:
         # Lambda's runtimes publish the trace id in the environment (protocol.md 1.4); with several
@@ -554,13 +552,6 @@ class LambdaRuntime:
             return None
         budget_ms = invocation.remaining_ms() - self.config.timeout_margin_ms
         return anyio.current_time() + max(0, budget_ms) / 1000
-
-
-def _cancelled_by_nobody() -> bool:
-    # On 3.11+ an asyncio task.cancel() aimed at us shows in cancelling(); 3.10 has no way to tell.
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return cancelling is None or cancelling() == 0
 
 
 def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Request:

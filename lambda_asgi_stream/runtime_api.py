@@ -91,11 +91,17 @@ def streaming_response(request_id: str) -> APIRequest:
 
 
 def buffered_response(request_id: str, payload: Any) -> APIRequest:
-    """The buffered ``POST .../response`` with a JSON document.
+    """The buffered ``POST .../response`` with a JSON document."""
+    headers = (*_base_headers(), ("Content-Type", "application/json"))
+    return APIRequest("POST", _invocation_path(request_id, "response"), headers, encode_buffered(payload))
 
-    Lambda's 6 MB limit is on this serialized document, not on the body inside it (JSON escaping and
-    base64 both grow it); over the limit Lambda answers 413 and the client gets a bare 502, so it is
-    refused here with an error that says why.
+
+def encode_buffered(payload: Any) -> bytes:
+    """A buffered response document as Lambda receives it, checked against its 6 MB limit.
+
+    The limit is on this serialized document, not on the body inside it (JSON escaping and base64 both
+    grow it); over the limit Lambda answers 413 and the client gets a bare 502, so it is refused here
+    with an error that says why.
     """
     # ensure_ascii=False: "\uXXXX" escapes would triple non-ASCII text and push valid responses over
     # the limit (AWS's own Python runtime sends UTF-8 JSON too).
@@ -105,8 +111,7 @@ def buffered_response(request_id: str, payload: Any) -> APIRequest:
             f"the buffered response is {len(body)} bytes as JSON; Lambda accepts at most "
             f"{MAX_BUFFERED_RESPONSE_BYTES} (6 MB). Stream it instead (invoke mode RESPONSE_STREAM)."
         )
-    headers = (*_base_headers(), ("Content-Type", "application/json"))
-    return APIRequest("POST", _invocation_path(request_id, "response"), headers, body)
+    return body
 
 
 def _error_request(path: str, exc: BaseException) -> APIRequest:

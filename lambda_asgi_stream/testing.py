@@ -35,7 +35,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -43,8 +43,9 @@ import anyio.from_thread
 import httpx
 
 from ._errors import RuntimeAPIError, StreamTruncatedError
-from ._types import INTEGRATIONS, ASGIApp, Headers, Integration
+from ._types import INTEGRATIONS, STREAMING_INTEGRATIONS, ASGIApp, Headers, Integration
 from .buffering import DEFAULT_THRESHOLD, make_release
+from .config import InvokeMode
 from .cycle import (
     BufferedResponder,
     CycleResult,
@@ -69,10 +70,6 @@ from .runtime import current_context
 from .runtime_api import Invocation, LambdaContext
 from .sse import SSEOptions
 
-InvokeMode = Literal["RESPONSE_STREAM", "BUFFERED"]
-
-#: Integrations Lambda can stream through; the others default to BUFFERED (as ``serve`` does).
-_STREAMING_INTEGRATIONS = ("function-url", "rest")
 _END = object()
 
 
@@ -468,7 +465,7 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         if integration not in INTEGRATIONS:
             raise ValueError(f"integration must be one of {', '.join(INTEGRATIONS)}, not {integration!r}")
         if invoke_mode is None:
-            invoke_mode = "RESPONSE_STREAM" if integration in _STREAMING_INTEGRATIONS else "BUFFERED"
+            invoke_mode = "RESPONSE_STREAM" if integration in STREAMING_INTEGRATIONS else "BUFFERED"
         if invoke_mode not in ("RESPONSE_STREAM", "BUFFERED"):
             raise ValueError(f"invoke_mode must be RESPONSE_STREAM or BUFFERED, not {invoke_mode!r}")
         if timeout is not None and timeout <= 0:

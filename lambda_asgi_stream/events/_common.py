@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
 from .._errors import MalformedEventError
+from .._http import is_token
 from .._types import Headers
 
 ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.3"}
 
-# RFC 9110 5.1: a field name is a token. Names outside it cannot be represented faithfully by an ASGI
-# server either, so they are dropped rather than passed on to trip the app (Hono #4883).
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 # Characters that stay literal when a decoded path is quoted back into ``raw_path``: RFC 3986 pchar plus
 # "/" (the segment separator). Everything else, including "%", "?" and "#", is escaped.
@@ -109,7 +106,7 @@ def method(value: Any, field: str) -> str:
     if type(value) is str and value in _KNOWN_METHODS:  # fast path: a valid method, already upper-case
         return value
     name = text(value, field)
-    if not name or not _TOKEN.match(name.encode("latin-1", "replace")):
+    if not is_token(name.encode("latin-1", "replace")):
         raise MalformedEventError(field, f"not an HTTP method: {name!r}")
     return name.upper()
 
@@ -188,9 +185,13 @@ _HEADER_NAMES_MAX = 512
 
 
 def _header_name(name: str) -> bytes | None:
-    """The ASGI name of a header, or None when it must not reach the app."""
+    """The ASGI name of a header, or None when it must not reach the app.
+
+    Names that are not RFC 9110 tokens cannot be represented faithfully by an ASGI server either, so
+    they are dropped rather than passed on to trip the app (Hono #4883).
+    """
     raw = name.lower().encode("latin-1", "replace")
-    valid = raw not in (b"content-length", b"transfer-encoding") and _TOKEN.match(raw) is not None
+    valid = raw not in (b"content-length", b"transfer-encoding") and is_token(raw)
     if len(_header_names) < _HEADER_NAMES_MAX:
         _header_names[name] = raw if valid else None
     return raw if valid else None

@@ -16,9 +16,12 @@ class Request:
     ``aws.event`` and ``aws.context`` keys; the caller must copy it before handing it to an app, since
     apps may mutate their scope. ``multi_value_headers`` says whether responses must use
     ``multiValueHeaders`` (always for REST, for ALB when the target group has multi-value headers on).
+    ``streamable`` says whether the invoker can take a streamed response at all: a Function URL or a REST
+    API can; an HTTP API (either payload version) and ALB invoke buffered only.
     """
 
     scope: dict[str, Any]
     body: bytes
     integration: Integration
     multi_value_headers: bool
+    streamable: bool = True

@@ -59,7 +59,11 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         event=event,
         context=context,
     )
-    return Request(scope=scope, body=body, integration="rest", multi_value_headers=True)
+    # An HTTP API sending payload 1.0 looks like REST but says so in "version"; it cannot stream.
+    streamable = event.get("version") != "1.0"
+    return Request(
+        scope=scope, body=body, integration="rest", multi_value_headers=True, streamable=streamable
+    )
 
 
 def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> str:

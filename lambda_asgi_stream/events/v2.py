@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._types import Integration
+from .._types import STREAMING_INTEGRATIONS, Integration
 from . import _common as c
 from .request import Request
 
@@ -72,7 +72,13 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         event=event,
         context=context,
     )
-    return Request(scope=scope, body=body, integration=integration, multi_value_headers=False)
+    return Request(
+        scope=scope,
+        body=body,
+        integration=integration,
+        multi_value_headers=False,
+        streamable=integration in STREAMING_INTEGRATIONS,
+    )
 
 
 def _is_function_url(domain: str) -> bool:

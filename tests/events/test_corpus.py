@@ -48,7 +48,7 @@ def test_corpus_event_gives_expected_scope(path: Path) -> None:
     assert scope["aws.event"] is case["event"]
     assert scope["aws.context"] is context
     assert isinstance(scope["raw_path"], bytes) and scope["raw_path"].isascii()
-    assert scope["path"] == scope["root_path"] + scope["path"][len(scope["root_path"]) :]
+    assert scope["path"].startswith(scope["root_path"])
     assert all(k == k.lower() for k, _ in scope["headers"])
 
 

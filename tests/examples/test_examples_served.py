@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_example_imports_from_repo_root() -> None:
     root = Path(__file__).resolve().parents[2]
     for module in ("examples.sse_llm.app", "examples.fastapi_ssr.app"):
         result = subprocess.run(
-            [__import__("sys").executable, "-c", f"import {module} as m; print(type(m.app).__name__)"],
+            [sys.executable, "-c", f"import {module} as m; print(type(m.app).__name__)"],
             cwd=root,
             capture_output=True,
             text=True,
