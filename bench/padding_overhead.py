@@ -34,7 +34,7 @@ import anyio
 
 from lambda_asgi_stream.buffering import Bandwidth, HoldBack
 from lambda_asgi_stream.config import Config
-from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, StreamingResponder
+from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, PlainWriter, StreamingResponder
 from lambda_asgi_stream.events import parse_event
 from lambda_asgi_stream.events.build import build_event
 
@@ -83,7 +83,7 @@ def sse_app(gaps: list[float]) -> Any:
 
 
 @dataclass
-class Recorder:
+class Recorder(PlainWriter):
     """A StreamWriter that keeps (time, bytes) of every write."""
 
     writes: list[tuple[float, bytes]] = field(default_factory=list)

@@ -49,7 +49,7 @@ import h11
 
 from lambda_asgi_stream import runtime_api
 from lambda_asgi_stream.config import Config
-from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, StreamingResponder
+from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, PlainWriter, StreamingResponder
 from lambda_asgi_stream.encoder import build_prelude
 from lambda_asgi_stream.events import parse_event
 from lambda_asgi_stream.events.build import build_event
@@ -319,7 +319,7 @@ def run_once(variant: str, port: int, total: int, chunk: int, padding: str) -> d
 # --- per-chunk cost of each layer, without I/O ----------------------------------------------------
 
 
-class NullWriter:
+class NullWriter(PlainWriter):
     async def write(self, data: bytes) -> None:
         pass
 
@@ -328,9 +328,12 @@ class NullWriter:
 
 
 class NullConnection(_Connection):
-    """The runtime's connection with the socket taken out: what is left is h11 framing and bookkeeping."""
+    """The runtime's connection with the socket taken out: what is left is chunk framing and bookkeeping."""
 
     async def ensure(self) -> None:
+        pass
+
+    def queue(self, pieces: Any) -> None:
         pass
 
     async def send(self, pieces: Any) -> None:
@@ -343,7 +346,7 @@ def layers(n: int) -> list[tuple[str, float]]:
     sse_app = bytes_app(n * 20, 20, b"text/event-stream")
 
     def post() -> StreamingPost:
-        return StreamingPost(NullConnection("127.0.0.1:9"), runtime_api.streaming_response("id"))
+        return StreamingPost(NullConnection("127.0.0.1:9"), runtime_api.streaming_response("id"), b"")
 
     cases: list[tuple[str, Any, Any]] = [
         (
@@ -362,7 +365,7 @@ def layers(n: int) -> list[tuple[str, float]]:
             lambda: PaddedStreamingResponder(NullWriter(), "function-url", PaddingPolicy(mode="idle")),
         ),
         (
-            "cycle + StreamingResponder + StreamingPost (h11)",
+            "cycle + StreamingResponder + StreamingPost (framing)",
             app,
             lambda: StreamingResponder(post(), "function-url"),
         ),

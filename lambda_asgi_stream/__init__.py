@@ -24,11 +24,25 @@ from ._errors import (
     UnsupportedEventError,
 )
 from ._version import __version__
-from .adapter import Adapter
 from .config import Config
 from .events import Request, parse_event
 from .padding import flush
 from .runtime_api import LambdaContext
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .adapter import Adapter
+
+
+def __getattr__(name: str) -> object:
+    # The Adapter (a shell) loads asyncio: imported on first use, so that importing the package, and the
+    # runtime loop's cold path, load no async stack they do not use.
+    if name == "Adapter":
+        from .adapter import Adapter
+
+        return Adapter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Adapter",

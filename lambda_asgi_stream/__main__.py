@@ -102,7 +102,7 @@ def _handler_target(value: str | None) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import anyio
+    import asyncio
 
     from .config import Config
     from .runtime import LambdaRuntime, report_init_error
@@ -113,7 +113,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _setup_logging("INFO")
         logger.error("%s", exc)
         address = os.environ.get("AWS_LAMBDA_RUNTIME_API", "")
-        anyio.run(report_init_error, address, exc)
+        asyncio.run(report_init_error(address, exc))
         return 1
     _setup_logging(config.log_level)
     try:
@@ -122,10 +122,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # The app's own traceback (file and line of the failing import), unless the module is just missing.
         cause = exc.__cause__
         logger.error("%s", exc, exc_info=None if isinstance(cause, ModuleNotFoundError) else cause)
-        anyio.run(report_init_error, config.runtime_api, exc)
+        asyncio.run(report_init_error(config.runtime_api, exc))
         return 1
     try:
-        anyio.run(LambdaRuntime(app, config).serve)
+        asyncio.run(LambdaRuntime(app, config).serve())
     except LambdaAsgiStreamError as exc:
         logger.error("runtime stopped: %s", exc)
         return 1

@@ -25,6 +25,10 @@ INTEGRATIONS: tuple[Integration, ...] = ("function-url", "http-api", "rest", "al
 # Those Lambda can stream a response through (protocol.md 4.2, 4.4: HTTP APIs and ALB invoke buffered only).
 STREAMING_INTEGRATIONS: tuple[Integration, ...] = ("function-url", "rest")
 
+# ASGI lifespan handling: `auto` uses it when the app supports it, `on` requires it, `off` skips it.
+LifespanMode = Literal["auto", "on", "off"]
+LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
+
 
 class ASGIVersions(TypedDict):
     version: str

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigError
-from .lifespan import LIFESPAN_MODES, LifespanMode
+from ._types import LIFESPAN_MODES, LifespanMode
 from .padding import (
     DEFAULT_BUDGET,
     DEFAULT_IDLE_MS,

@@ -1,9 +1,16 @@
-"""One ASGI HTTP request/response cycle, with the failure policy of the design (design.md 2).
+"""One ASGI HTTP request/response cycle, with the failure policy (docs/failure-policy.md). Plain asyncio.
 
-The cycle feeds the app its request, checks the order of the messages the app sends against a small table
-(h11's habit), and hands each step to a *responder*: :class:`StreamingResponder` turns them into the
-streaming wire format through a shell-provided :class:`StreamWriter`; :class:`BufferedResponder` collects
-a Mangum-compatible response dict. The strategy is picked once, by the caller.
+The cycle feeds the app its request, checks the order of the messages the app sends against a small
+transition table (h11's habit, :data:`_TRANSITIONS`), and hands each step to a *responder*, chosen once by
+:func:`make_responder`: :class:`StreamingResponder` turns them into the streaming wire format through a
+shell-provided :class:`StreamWriter`; :class:`PaddedStreamingResponder` adds the padding flusher and SSE
+heartbeats; :class:`BufferedResponder` collects a Mangum-compatible response dict. All three have the same
+small interface (:class:`Responder`), so the cycle never asks what it drives.
+
+This module is the hot path of every invocation, so it imports no anyio and creates no task or task group
+per response: the deadline is a timer on the event loop (or, when the app's process has anyio loaded, an
+anyio cancel scope, so shielded scopes and ``current_effective_deadline()`` keep working in the app), and
+the padding flusher is a timer that is re-armed, not a task that wakes.
 
 Failure policy (what the client and Lambda see):
 
@@ -16,25 +23,27 @@ raises after the response start   body ends where it was, then error trailers
 returns without finishing         same as a raise; the message says what was expected
 sends messages out of order       ``send()`` raises ASGIProtocolError; then same as a raise
 runs into the deadline            cancelled; 504 prelude if nothing was sent; trailers
-                                  ``Function.Timeout``
-raises after the response ended   logged, nothing sent (background work, lessons 3.17)
+                                  ``Function.Timeout``. An app that never yields is stopped by its
+                                  next ``send()``/``receive()`` after the deadline, which raise
+                                  DeadlineExceeded
+raises after the response ended   logged, nothing sent (background work)
 ================================  ==========================================================
 
-Disconnect (design.md 2): Lambda never reports a client disconnect, so ``receive()`` gives the body, then
-blocks until the response is complete, then returns ``http.disconnect`` for ever after.
+Disconnect: Lambda never reports a client disconnect, so ``receive()`` gives the body, then blocks until
+the response is complete, then returns ``http.disconnect`` for ever after.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import math
+import sys
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import anyio
 
 from ._errors import (
     ASGIProtocolError,
@@ -53,38 +62,81 @@ from .encoder import (
     error_trailers,
     function_error_type,
 )
+from .events import Request
 from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
+from .runtime_api import LambdaContext
 from .sse import HEARTBEAT, SSEOptions, is_event_stream, terminal_error_event
 
 logger = logging.getLogger("lambda_asgi_stream")
 
+#: The Lambda context of the invocation the current task serves (set by the shell for the app's cycle).
+current_context: ContextVar[LambdaContext] = ContextVar("lambda_asgi_stream_context")
+
 _ERROR_BODY = b"Internal Server Error"
 _TIMEOUT_BODY = b"Gateway Timeout"
 _PLAIN = [(b"content-type", b"text/plain; charset=utf-8")]
+_SSE_GENERIC_ERROR = "the response failed before it was complete"
 
 
 class StreamWriter(Protocol):
     """Where a streamed response's bytes go: the Runtime API POST, a test transport, a recorder.
 
-    ``write`` returns once the bytes are handed on (backpressure); ``close`` ends the stream, with the
-    error trailers when the invocation failed (an empty list for a clean end).
+    ``write`` returns once the bytes are handed on (backpressure). ``prelude`` may hold its bytes back
+    until the next write or the end of the current event-loop pass, so that a response whose body
+    follows at once leaves in one system call. ``end`` writes the last bytes (maybe none) and ends the
+    stream, with the error trailers when the invocation failed (an empty list for a clean end).
     """
+
+    async def prelude(self, data: bytes) -> None: ...
 
     async def write(self, data: bytes) -> None: ...
 
-    async def close(self, trailers: Headers) -> None: ...
+    async def end(self, data: bytes, trailers: Headers) -> None: ...
+
+
+class PlainWriter:
+    """A base for a :class:`StreamWriter` built from ``write`` and ``close`` alone.
+
+    ``prelude`` writes at once (nothing is held back) and ``end`` writes the last bytes, then closes:
+    enough for recorders, test transports and writers that do their own batching.
+    """
+
+    async def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def close(self, trailers: Headers) -> None:
+        """End the stream, with error trailers when the invocation failed (empty for a clean end)."""
+        raise NotImplementedError
+
+    async def prelude(self, data: bytes) -> None:
+        await self.write(data)
+
+    async def end(self, data: bytes, trailers: Headers) -> None:
+        if data:
+            await self.write(data)
+        await self.close(trailers)
 
 
 class Responder(Protocol):
+    """What the cycle drives; one per response, made by :func:`make_responder`."""
+
     started: bool
+    stats: ResponseStats
+    #: whether :meth:`flush` can do anything (the cycle then offers the app the flush extension)
+    pads: bool
 
     async def start(self, status: int, headers: Headers) -> None: ...
 
-    async def body(self, data: bytes) -> None: ...
+    async def body(self, data: bytes, more: bool) -> None:
+        """Body bytes (maybe empty); ``more=False`` completes the response."""
 
-    async def complete(self) -> None: ...
+    async def flush(self) -> None:
+        """The app asked to push what is pending past Lambda's hold-back (a no-op where nothing pads)."""
 
     async def fail(self, exc: BaseException) -> None: ...
+
+    def close(self) -> None:
+        """The cycle is over: release timers."""
 
 
 @dataclass(slots=True)
@@ -101,6 +153,8 @@ class ResponseStats:
 class StreamingResponder:
     """Prelude at ``http.response.start``, each body message on the wire at once, trailers on failure."""
 
+    pads = False
+
     def __init__(self, writer: StreamWriter, integration: Integration) -> None:
         self.writer = writer
         self.integration = integration
@@ -108,44 +162,54 @@ class StreamingResponder:
         self.stats = ResponseStats()
 
     async def start(self, status: int, headers: Headers) -> None:
-        prelude = build_prelude(status, headers, self.integration)
-        await self.writer.write(prelude)
+        await self.writer.prelude(build_prelude(status, headers, self.integration))
+        self._started(status)
+
+    def _started(self, status: int) -> None:
         self.started = True
         self.stats.status = status
         self.stats.first_byte_at = time.perf_counter()
 
-    async def body(self, data: bytes) -> None:
-        await self.writer.write(data)
-        self.stats.bytes += len(data)
-        self.stats.chunks += 1
+    async def body(self, data: bytes, more: bool) -> None:
+        if more:
+            await self.writer.write(data)
+        else:
+            await self.writer.end(data, [])
+        if data:
+            self.stats.bytes += len(data)
+            self.stats.chunks += 1
 
-    async def complete(self) -> None:
-        await self.writer.close([])
+    async def flush(self) -> None:
+        return None
 
     async def fail(self, exc: BaseException) -> None:
-        if not self.started:
-            timeout = isinstance(exc, DeadlineExceeded)
-            status, text = (504, _TIMEOUT_BODY) if timeout else (500, _ERROR_BODY)
-            await self.writer.write(build_prelude(status, _PLAIN, self.integration) + text)
-            self.started = True
-            self.stats.status = status
-            self.stats.first_byte_at = time.perf_counter()
-        await self.writer.close(error_trailers(exc))
+        if self.started:
+            await self.writer.end(b"", error_trailers(exc))
+            return
+        status, text = (504, _TIMEOUT_BODY) if isinstance(exc, DeadlineExceeded) else (500, _ERROR_BODY)
+        await self.writer.prelude(build_prelude(status, _PLAIN, self.integration))
+        self._started(status)
+        await self.writer.end(text, error_trailers(exc))
+
+    def close(self) -> None:
+        return None
 
 
 class PaddedStreamingResponder(StreamingResponder):
     """A :class:`StreamingResponder` plus the padding flusher (:mod:`padding`) and SSE extras (:mod:`sse`).
 
-    A watcher task runs beside the app. Once the app has gone idle for ``idle_ms`` with small writes
-    still pending in the service, it writes just enough padding to push them out; an SSE response silent
-    for ``heartbeat_s`` gets a heartbeat comment. Apps can ask for a flush:
-    ``await scope["extensions"]["lambda_asgi_stream.flush"]()``, or a body message with ``"flush": True``.
+    One timer on the event loop, re-armed, never a task per response: once the app has gone idle for
+    ``idle_ms`` with small writes still pending in the service, the timer starts one write of just enough
+    padding to push them out; an SSE response silent for ``heartbeat_s`` gets a heartbeat comment. The
+    timer is debounced by timestamps: a write only records its time, and a timer that fires early re-arms
+    itself for the remaining idle time, so a burst of writes costs no wake-ups. A response the flusher can
+    do nothing for (binary, JSON, no SSE heartbeat) is decided at ``start`` and costs nothing more.
 
-    The app's writes stay cheap: a write records its time and wakes the watcher only when the watcher
-    is waiting for one, and the watcher debounces by timestamps, so a burst of writes costs no task
-    switches. A response the watcher has nothing to do for (binary, JSON, padding off and no SSE
-    heartbeat) is decided at ``start`` and writes with no lock at all.
+    Apps ask for a flush with ``await lambda_asgi_stream.flush(scope)`` (the ``FLUSH_EXTENSION``) or a body
+    message with ``"flush": True``.
     """
+
+    pads = True
 
     def __init__(
         self,
@@ -160,78 +224,134 @@ class PaddedStreamingResponder(StreamingResponder):
         self.flusher: Flusher | None = None
         self.is_sse = False
         self.watched = False
-        # fast_acquire: an uncontended acquire does not yield to the event loop (anyio 4.5); the write
-        # under the lock yields anyway, so cancellation still gets its checkpoint.
-        self._lock = anyio.Lock(fast_acquire=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None  # made at start, only for watched responses
+        self._timer: asyncio.TimerHandle | None = None
+        self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
+        self._stalled = False  # padding is due but cannot be afforded until the next write
         self._closed = False
-        self._started = anyio.Event()
-        self._wake: anyio.Event | None = None  # set while the watcher waits for the next write
+        self._idle = policy.idle_ms / 1000
+        self._beat = math.inf
         self._last_write = 0.0
         self._tail = b""
-        self._writes = 0
         self._warned = False
 
     async def start(self, status: int, headers: Headers) -> None:
         decoded = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
         self.flusher = self.policy.for_response(decoded)
         self.is_sse = any(k == "content-type" and is_event_stream(v) for k, v in decoded)
+        if self.is_sse and self.sse.heartbeat_s > 0:
+            self._beat = self.sse.heartbeat_s
         automatic = self.flusher is not None and self.flusher.automatic
-        self.watched = automatic or (self.is_sse and self.sse.heartbeat_s > 0)
-        wanted = [(k, v) for k, v in headers if k.lower() != PADDING_HEADER.encode()]
-        async with self._lock:
-            await super().start(status, wanted)
-            self._last_write = time.monotonic()
-        self._started.set()
+        self.watched = automatic or self._beat < math.inf
+        padding_header = PADDING_HEADER.encode()
+        wanted = [(k, v) for k, v in headers if k.lower() != padding_header]
+        await super().start(status, wanted)
+        if self.watched:
+            self._loop = asyncio.get_running_loop()
+            self._lock = asyncio.Lock()
+            self._last_write = self._loop.time()
+            self._arm()
 
-    async def body(self, data: bytes) -> None:
-        if not self.watched:
-            await super().body(data)
-            self._wrote(data)
+    async def body(self, data: bytes, more: bool) -> None:
+        if self._lock is None:
+            await super().body(data, more)
+            self._account(data)
             return
-        async with self._lock:
-            await super().body(data)
-            self._wrote(data)
+        async with self._lock:  # a padding write may be in flight: never interleave two writes
+            if not more:
+                self._closed = True
+            await super().body(data, more)
+            self._account(data)
+            self._wrote()
 
-    def _wrote(self, data: bytes) -> None:
-        self._writes += 1
-        self._last_write = time.monotonic()
-        self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
-        if self.flusher is not None:
-            self.flusher.wrote(data)
-        if self._wake is not None:
-            self._wake.set()
-            self._wake = None
+    def _account(self, data: bytes) -> None:
+        if data:
+            self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
+            if self.flusher is not None:
+                self.flusher.wrote(data)
 
-    async def flush(self) -> None:
-        """Pad out what is pending (an explicit request from the app).
+    def _wrote(self) -> None:
+        assert self._loop is not None
+        self._last_write = now = self._loop.time()
+        self._stalled = False
+        if self._job is not None or self._closed:
+            return  # the job re-arms the timer when it ends
+        timer = self._timer
+        if timer is None:
+            self._arm()
+        elif timer.when() > now + self._idle and self.flusher is not None and self.flusher.pending:
+            timer.cancel()  # armed for a heartbeat, but padding is due sooner now
+            self._arm()
 
-        Once the burst budget is spent this waits for the refill, like the idle watcher does, so a flush
-        is deferred, never dropped; the app's next write waits with it.
-        """
-        if self.flusher is not None and 0 < (wait := self.flusher.delay(time.monotonic())) < math.inf:
-            await anyio.sleep(wait)
-        async with self._lock:
-            await self._pad()
+    # --- the timer ---------------------------------------------------------------------------------------
 
-    async def complete(self) -> None:
-        async with self._lock:
+    def _due(self) -> float:
+        """When the timer should next look: padding due, or a heartbeat due (inf: nothing to watch)."""
+        due = self._last_write + self._beat
+        flusher = self.flusher
+        if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
+            due = min(due, self._last_write + self._idle)
+        return due
+
+    def _arm(self, at: float | None = None) -> None:
+        due = self._due() if at is None else at
+        if due < math.inf and not self._closed:
+            assert self._loop is not None
+            self._timer = self._loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._closed or self._job is not None:
+            return
+        assert self._loop is not None
+        now = self._loop.time()
+        flusher = self.flusher
+        if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
+            if self._last_write + self._idle > now:  # written since: wait out the rest of the pause
+                self._arm()
+                return
+            # Pacing: once the burst budget is spent, the push waits for the refill; what the app writes
+            # meanwhile goes out with it. inf: a spent hard cap, nothing to do until the next write (once,
+            # _pad logs it).
+            wait = flusher.delay(now)
+            if wait == 0:
+                self._start_job(self._pad)
+                return
+            if wait < math.inf:
+                self._timer = self._loop.call_at(now + wait, self._fire)
+                return
+            self._stalled = True
+            if not self._warned:
+                self._start_job(self._pad)
+                return
+        if self._last_write + self._beat <= now:
+            self._start_job(self._heartbeat)
+            return
+        self._arm()
+
+    def _start_job(self, write: Callable[[], Any]) -> None:
+        assert self._loop is not None
+        self._job = self._loop.create_task(self._run_job(write))
+
+    async def _run_job(self, write: Callable[[], Any]) -> None:
+        assert self._lock is not None
+        try:
+            async with self._lock:
+                await write()
+        except Exception as exc:  # a broken connection: the app's next write reports it
+            logger.debug("padding stopped: %s", exc)
             self._closed = True
-            await super().complete()
-        self._started.set()  # a watcher still waiting for a start has nothing left to watch
-
-    async def fail(self, exc: BaseException) -> None:
-        async with self._lock:
-            self._closed = True
-            if self.started and self.is_sse and self.sse.error_event:
-                event = terminal_error_event(function_error_type(exc), str(exc), self._tail)
-                await self.writer.write(event)
-            await super().fail(exc)
-        self._started.set()
+        finally:
+            self._job = None
+        if not self._closed:
+            self._arm()
 
     async def _pad(self) -> None:
+        assert self._loop is not None
         if self.flusher is None or self._closed:
             return
-        data = self.flusher.padding(time.monotonic())
+        data = self.flusher.padding(self._loop.time())
         if data:
             await self.writer.write(data)
             self._tail = data[-16:]
@@ -251,52 +371,64 @@ class PaddedStreamingResponder(StreamingResponder):
                 )
 
     async def _heartbeat(self) -> None:
-        if self._closed or not self._tail.endswith(b"\n"):
+        assert self._loop is not None
+        if self._closed:
             return
-        await self.writer.write(HEARTBEAT)
-        self._wrote(HEARTBEAT)
-        await self._pad()
+        if self._tail.endswith(b"\n"):  # only between lines: a comment never splits one
+            await self.writer.write(HEARTBEAT)
+            self._account(HEARTBEAT)
+            await self._pad()
+        self._last_write = self._loop.time()
 
-    async def background(self) -> None:
-        """The watcher; runs beside the app for the whole cycle."""
-        await self._started.wait()
-        if not self.watched or self._closed:
+    # --- app requests and the end ------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Pad out what is pending (an explicit request from the app).
+
+        Once the burst budget is spent this waits for the refill, as the idle timer does, so a flush is
+        deferred, never dropped; the app's next write waits with it.
+        """
+        flusher = self.flusher
+        if flusher is None:
             return
-        flusher = self.flusher if self.flusher is not None and self.flusher.automatic else None
-        idle = self.policy.idle_ms / 1000
-        beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
-        seen = 0  # writes made before this task first ran are still to be looked at
-        try:
-            while not self._closed:
-                if self._writes == seen:  # nothing new: wait for a write, or for heartbeat time
-                    wake = self._wake = anyio.Event()
-                    with anyio.move_on_after(self._last_write + beat - time.monotonic()) as silent:
-                        await wake.wait()
-                    if silent.cancelled_caught:
-                        async with self._lock:
-                            await self._heartbeat()
-                        seen = self._writes
-                        continue
-                seen = self._writes
-                if flusher is None:
-                    continue
-                # Debounce by timestamps (writes never wake us here): padding is due once no write came
-                # for `idle` seconds.
-                while (wait := self._last_write + idle - time.monotonic()) > 0:  # noqa: ASYNC110
-                    await anyio.sleep(wait)
-                # Pacing: once the burst budget is spent, the push waits for the refill; what the app
-                # writes meanwhile goes out with it (inf: a spent hard cap, _pad says so once).
-                if 0 < (wait := flusher.delay(time.monotonic())) < math.inf:
-                    await anyio.sleep(wait)
-                seen = self._writes
-                async with self._lock:
-                    await self._pad()
-        except Exception as exc:  # a broken connection: the app's next write reports it
-            logger.debug("padding stopped: %s", exc)
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        if 0 < (wait := flusher.delay(loop.time())) < math.inf:
+            await asyncio.sleep(wait)
+        if self._lock is None:
+            await self._pad()
+            return
+        async with self._lock:
+            await self._pad()
+
+    async def fail(self, exc: BaseException) -> None:
+        self._closed = True
+        if self._lock is None:
+            await self._fail(exc)
+            return
+        async with self._lock:
+            await self._fail(exc)
+
+    async def _fail(self, exc: BaseException) -> None:
+        if self.started and self.is_sse and self.sse.error_event:
+            message = str_safely(exc) if self.sse.error_detail else _SSE_GENERIC_ERROR
+            await self.writer.write(terminal_error_event(function_error_type(exc), message, self._tail))
+        await super().fail(exc)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
 
 
 class BufferedResponder:
     """Collects the whole response for a buffered Lambda return value (Mangum-compatible shape)."""
+
+    pads = False
 
     def __init__(
         self,
@@ -321,23 +453,27 @@ class BufferedResponder:
         self.stats.first_byte_at = time.perf_counter()
         self._headers = headers
 
-    async def body(self, data: bytes) -> None:
+    async def body(self, data: bytes, more: bool) -> None:
         stats = self.stats
-        self._chunks.append(data)
-        stats.bytes += len(data)
-        stats.chunks += 1
-        if stats.bytes > MAX_BUFFERED_RESPONSE_BYTES:
-            # Stop holding a body Lambda will refuse anyway (6 MB buffered limit) instead of growing.
-            raise ResponseTooLargeError(
-                f"buffered response body passed {MAX_BUFFERED_RESPONSE_BYTES} bytes; Lambda returns at "
-                "most 6 MB buffered. Stream it instead (invoke mode RESPONSE_STREAM)."
-            )
+        if data:
+            self._chunks.append(data)
+            stats.bytes += len(data)
+            stats.chunks += 1
+            if stats.bytes > MAX_BUFFERED_RESPONSE_BYTES:
+                # Stop holding a body Lambda will refuse anyway (6 MB buffered limit) instead of growing.
+                raise ResponseTooLargeError(
+                    f"buffered response body passed {MAX_BUFFERED_RESPONSE_BYTES} bytes; Lambda returns at "
+                    "most 6 MB buffered. Stream it instead (invoke mode RESPONSE_STREAM)."
+                )
+        if not more:
+            assert stats.status is not None
+            chunks = self._chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = []
+            self._response = self._encode(stats.status, self._headers, body)
 
-    async def complete(self) -> None:
-        assert self.stats.status is not None
-        body = b"".join(self._chunks)
-        self._chunks = []
-        self._response = self._encode(self.stats.status, self._headers, body)
+    async def flush(self) -> None:
+        return None
 
     async def fail(self, exc: BaseException) -> None:
         if self.started:
@@ -347,6 +483,9 @@ class BufferedResponder:
         status, text = (504, _TIMEOUT_BODY) if isinstance(exc, DeadlineExceeded) else (500, _ERROR_BODY)
         self.stats.status = status
         self._response = self._encode(status, _PLAIN, text)
+
+    def close(self) -> None:
+        return None
 
     def _encode(self, status: int, headers: Headers, body: bytes) -> dict[str, Any]:
         return buffered_response(
@@ -367,7 +506,81 @@ class BufferedResponder:
         return self._response
 
 
-_valid_names: set[bytes] = set()  # names already checked (apps send the same few every time)
+def make_responder(
+    request: Request,
+    writer: StreamWriter | None,
+    padding: PaddingPolicy,
+    sse: SSEOptions,
+    *,
+    text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
+) -> StreamingResponder | BufferedResponder:
+    """The responder for one response: buffered without a writer, else streaming, padded unless off."""
+    if writer is None:
+        return BufferedResponder(
+            request.integration,
+            multi_value_headers=request.multi_value_headers,
+            text_mime_types=text_mime_types,
+        )
+    if padding.mode == "none":
+        return StreamingResponder(writer, request.integration)
+    return PaddedStreamingResponder(writer, request.integration, padding, sse)
+
+
+def str_safely(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
+# --- cancellation ------------------------------------------------------------------------------------
+
+
+def _anyio_cancel_scope() -> Callable[..., Any] | None:
+    """anyio's ``CancelScope`` class for the running backend, when the process has anyio loaded.
+
+    ``anyio.CancelScope(...)`` looks the backend up through sniffio on every call; the backend's own class
+    does the same work without it (about 6 µs a call). Falls back to ``anyio.CancelScope`` when the
+    backend's class cannot be found.
+    """
+    anyio = sys.modules.get("anyio")
+    if anyio is None:
+        return None
+    global _scope_class
+    if _scope_class is None:
+        try:
+            _scope_class = type(anyio.CancelScope())
+        except Exception:  # a backend without its own class, or no running loop
+            return anyio.CancelScope  # type: ignore[no-any-return]
+    return _scope_class
+
+
+_scope_class: Callable[..., Any] | None = None
+
+
+def _anyio_cancelled() -> bool:
+    """Whether an anyio cancel scope around us was cancelled (it shows as a deadline of -inf)."""
+    anyio = sys.modules.get("anyio")
+    if anyio is None:
+        return False
+    try:
+        return bool(anyio.current_effective_deadline() == -math.inf)
+    except Exception:  # not inside an anyio-compatible task
+        return False
+
+
+def cancel_requested() -> bool | None:
+    """Whether a plain asyncio ``task.cancel()`` is pending for the current task; None when unknowable.
+
+    anyio scopes show as ``current_effective_deadline() == -inf`` (callers check that first); a plain
+    ``task.cancel()`` (``wait_for``, ``asyncio.timeout``, the runtime's SIGTERM) shows only in
+    ``Task.cancelling()``, which Python 3.10 lacks (None there). A CancelledError with neither is the
+    app's own doing.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return None if cancelling is None else cancelling() > 0
 
 
 def _app_fault(exc: BaseException) -> Exception:
@@ -376,15 +589,14 @@ def _app_fault(exc: BaseException) -> Exception:
     An app can raise ``CancelledError`` without anyone cancelling it (it awaited a future it had
     cancelled itself) or call ``sys.exit()``; either would otherwise unwind the runtime loop and end the
     process with the invocation unanswered. uvicorn catches ``BaseException`` around the app for the
-    same reason. A cancellation that was asked for (our deadline, SIGTERM) shows as a cancelled scope,
-    ``current_effective_deadline() == -inf`` (anyio docs), and goes on up.
+    same reason. A cancellation that was asked for (SIGTERM, a test transport's abort) goes on up.
     """
     if isinstance(exc, Exception):
         return exc
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
-        # Unknown (3.10, not asyncio) counts as asked for: swallowing a real cancellation is worse than
-        # failing one invocation.
-        if anyio.current_effective_deadline() == -math.inf or cancel_requested() is not False:
+    if isinstance(exc, asyncio.CancelledError):
+        # Unknown (3.10) counts as asked for: swallowing a real cancellation is worse than failing one
+        # invocation.
+        if _anyio_cancelled() or cancel_requested() is not False:
             raise exc
         return RuntimeError(f"the app raised {type(exc).__name__} without being cancelled")
     if isinstance(exc, SystemExit):
@@ -392,34 +604,25 @@ def _app_fault(exc: BaseException) -> Exception:
     raise exc
 
 
-def cancel_requested() -> bool | None:
-    """Whether a plain asyncio ``task.cancel()`` is pending for the current task; None when unknowable.
+# --- the cycle -----------------------------------------------------------------------------------------
 
-    anyio scopes show as ``current_effective_deadline() == -inf`` (callers check that first); a plain
-    ``task.cancel()`` (``wait_for``, ``asyncio.timeout``, a server shutting down) shows only in
-    ``Task.cancelling()``, which Python 3.10 lacks (None there, and off asyncio). A CancelledError with
-    neither is the app's own doing.
-    """
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # not on asyncio
-        return None
-    cancelling = getattr(task, "cancelling", None)
-    return None if cancelling is None else cancelling() > 0
+_START = "waiting for http.response.start"
+_BODY = "streaming http.response.body"
+_DONE = "response complete"
 
-
-class _State(enum.Enum):
-    START = "waiting for http.response.start"
-    BODY = "streaming http.response.body"
-    DONE = "response complete"
-
-
-# What the app may send in each state (ASGI HTTP spec, "Response Start" and "Response Body").
-_ALLOWED: dict[_State, frozenset[str]] = {
-    _State.START: frozenset({"http.response.start"}),
-    _State.BODY: frozenset({"http.response.body"}),
-    _State.DONE: frozenset(),
+# (state, message type) -> the method that handles it (None: accepted and ignored). ASGI HTTP spec,
+# "Response Start", "Response Body" and "Response Trailers": Lambda cannot forward response trailers and we
+# never advertise them, so a trailers message after the body is dropped.
+_TRANSITIONS: dict[tuple[str, Any], str | None] = {
+    (_START, "http.response.start"): "_start",
+    (_BODY, "http.response.body"): "_body",
+    (_DONE, "http.response.trailers"): None,
 }
+
+
+def _expected(state: str) -> str:
+    allowed = sorted(kind for (at, kind), step in _TRANSITIONS.items() if at == state and step is not None)
+    return " or ".join(allowed) or "nothing more"
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +635,7 @@ class CycleResult:
 
 
 _COMPLETE = CycleResult("complete", None)  # the common result, shared (frozen) instead of built per call
+_valid_names: set[bytes] = set()  # response header names already checked (apps send the same few)
 
 
 class HTTPCycle:
@@ -443,45 +647,36 @@ class HTTPCycle:
     200
     """
 
-    def __init__(
-        self,
-        scope: Scope,
-        body: bytes,
-        responder: Responder,
-        *,
-        cancel_scope: type[anyio.CancelScope] = anyio.CancelScope,
-    ) -> None:
+    def __init__(self, scope: Scope, body: bytes, responder: Responder) -> None:
         self.scope = scope
         self.body = body
         self.responder = responder
-        # The deadline's scope class. ``anyio.CancelScope`` finds the running backend's class on every
-        # call (sniffio); a caller that knows its backend may pass that class, as the Adapter does.
-        self._cancel_scope = cancel_scope
-        self.state = _State.START
+        self.state = _START
         self._request_sent = False
         self._send_error: BaseException | None = None
         self._transport_error: RuntimeAPIError | None = None
         # Created only if the app calls receive() again before the response ends (most never do).
-        self._done: anyio.Event | None = None
+        self._done: asyncio.Event | None = None
         self._finished = False
+        self._deadline = math.inf  # on the event loop's clock
+        self._expired = False
+        self._clock: Callable[[], float] = time.monotonic
         # RFC 9110 9.3.2: a response to HEAD has no content. Frameworks (Starlette) send the GET body
         # anyway and leave it to the server to drop, as uvicorn does; here we are the server.
         self._head = scope.get("method") == "HEAD"
 
     async def run(self, app: ASGIApp, *, deadline: float | None = None) -> CycleResult:
-        """Run ``app``; ``deadline`` is an ``anyio.current_time()`` after which the app is cancelled."""
-        background = getattr(self.responder, "background", None)
-        if background is None:
+        """Run ``app``; ``deadline`` is an event-loop time (``loop.time()``) at which the app is stopped."""
+        if self.responder.pads:
+            self.scope.setdefault("extensions", {})[FLUSH_EXTENSION] = self.responder.flush
+        try:
             app_error, timed_out = await self._call(app, deadline)
-        else:
-            async with anyio.create_task_group() as group:
-                group.start_soon(background)
-                app_error, timed_out = await self._call(app, deadline)
-                group.cancel_scope.cancel()
+        finally:
+            self.responder.close()
         self._finish()
         if self._transport_error is not None:
             raise self._transport_error
-        if self.state is _State.DONE:
+        if self.state is _DONE:
             return self._after_complete(app_error, timed_out)
         error = self._failure(app_error, timed_out)
         await self.responder.fail(error)
@@ -489,36 +684,70 @@ class HTTPCycle:
         return CycleResult(end, error)
 
     async def _call(self, app: ASGIApp, deadline: float | None) -> tuple[Exception | None, bool]:
-        flush = getattr(self.responder, "flush", None)
-        if flush is not None:
-            self.scope.setdefault("extensions", {})[FLUSH_EXTENSION] = flush
-        if deadline is None:  # no cancel scope to enter and leave: the buffered Adapter's common case
+        if deadline is None:  # no deadline to enforce: the app alone
             try:
                 await app(self.scope, self._receive, self._send)
             except BaseException as exc:
-                return _app_fault(exc), False
-            return None, False
-        with self._cancel_scope(deadline=deadline) as scope:
+                return _app_fault(exc), self._expired
+            return None, self._expired
+        loop = asyncio.get_running_loop()
+        self._deadline, self._clock = deadline, loop.time
+        scope_class = _anyio_cancel_scope()
+        if scope_class is not None:
+            return await self._call_in_anyio_scope(app, scope_class(deadline=deadline))
+        return await self._call_with_timer(app, loop, deadline)
+
+    async def _call_in_anyio_scope(self, app: ASGIApp, scope: Any) -> tuple[Exception | None, bool]:
+        # The app has anyio loaded: an anyio scope, so that the app's shielded scopes finish first,
+        # current_effective_deadline() reports the deadline, and a swallowed cancellation is re-delivered.
+        with scope:
             try:
                 await app(self.scope, self._receive, self._send)
             except BaseException as exc:
-                if scope.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class()):
+                if scope.cancel_called and isinstance(exc, asyncio.CancelledError):
                     # Our deadline fired: a timeout, whichever CancelledError came out of the app (anyio's
                     # scope only absorbs its own). A cancelled outer scope still raises at the next await.
                     return None, True
-                return _app_fault(exc), False
-        return None, scope.cancelled_caught
+                return _app_fault(exc), self._expired
+        return None, scope.cancelled_caught or self._expired
+
+    async def _call_with_timer(
+        self, app: ASGIApp, loop: asyncio.AbstractEventLoop, deadline: float
+    ) -> tuple[Exception | None, bool]:
+        # Plain asyncio: one timer that cancels this task at the deadline, as asyncio.timeout() does.
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def expire() -> None:
+            nonlocal fired
+            fired = True
+            task.cancel()
+
+        timer = loop.call_at(deadline, expire)
+        try:
+            await app(self.scope, self._receive, self._send)
+        except BaseException as exc:
+            if fired and isinstance(exc, asyncio.CancelledError):
+                _uncancel(task)
+                return None, True
+            return _app_fault(exc), self._expired
+        finally:
+            timer.cancel()
+        if fired:  # the app swallowed the cancellation and returned
+            _uncancel(task)
+        return None, fired or self._expired
 
     def _failure(self, app_error: Exception | None, timed_out: bool) -> BaseException:
         if timed_out:
-            return DeadlineExceeded(f"the app was cancelled at the invocation deadline ({self.state.value})")
+            return DeadlineExceeded(f"the app was cancelled at the invocation deadline ({self.state})")
         if self._send_error is not None:
             return self._send_error
         if app_error is not None:
             return app_error
         return ASGIProtocolError(
-            f"the app returned while {self.state.value}; expected "
-            + ("http.response.start" if self.state is _State.START else "a final http.response.body")
+            f"the app returned while {self.state}; expected "
+            + ("http.response.start" if self.state is _START else "a final http.response.body")
             + " (more_body=False)"
         )
 
@@ -537,33 +766,38 @@ class HTTPCycle:
         if self._done is not None:
             self._done.set()
 
+    def _check_deadline(self) -> None:
+        # An app that never yields (CPU work, time.sleep) is never reached by the timer or the cancel
+        # scope, which act only at an await that suspends; its next send() or receive() is stopped here.
+        if self._clock() >= self._deadline and self.state is not _DONE:
+            self._expired = True
+            raise DeadlineExceeded(f"the invocation deadline passed ({self.state})")
+
     async def _receive(self) -> Message:
+        self._check_deadline()
         if not self._request_sent:
             self._request_sent = True
             return {"type": "http.request", "body": self.body, "more_body": False}
         if not self._finished:
             if self._done is None:
-                self._done = anyio.Event()
+                self._done = asyncio.Event()
             await self._done.wait()
         return {"type": "http.disconnect"}
 
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
         state = self.state
-        # The two messages a state allows, checked directly; _ALLOWED spells the rule out for the errors.
-        if kind == "http.response.body" and state is _State.BODY:
-            step = self._body
-        elif kind == "http.response.start" and state is _State.START:
-            step = self._start
-        elif state is _State.DONE and kind == "http.response.trailers":
-            return  # Lambda has no way to forward response trailers; we never advertise them.
-        else:
-            raise self._protocol_error(
-                f"expected {' or '.join(sorted(_ALLOWED[state])) or 'nothing more'} "
-                f"({state.value}), but the app sent {kind!r}"
-            )
+        if (state, kind) not in _TRANSITIONS:
+            raise self._protocol_error(f"expected {_expected(state)} ({state}), but the app sent {kind!r}")
+        step = _TRANSITIONS[state, kind]
+        if step is None:
+            return
+        self._check_deadline()
         try:
-            await step(message)
+            if step == "_body":
+                await self._body(message)
+            else:
+                await self._start(message)
         except RuntimeAPIError as exc:
             self._transport_error = exc
             raise
@@ -589,22 +823,38 @@ class HTTPCycle:
                 # Header injection: uvicorn/h11 refuse the same value, so local runs and Lambda agree.
                 raise self._protocol_error(f"response header {name!r} has CR, LF or NUL in its value")
         await self.responder.start(status, headers)
-        self.state = _State.BODY  # only once the prelude is out: a refused start leaves no body behind
+        self.state = _BODY  # only once the prelude is out: a refused start leaves no body behind
 
     async def _body(self, message: Message) -> None:
         body = message.get("body", b"")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise self._protocol_error(f"http.response.body needs bytes, got {type(body).__name__}")
-        if body and not self._head:
-            await self.responder.body(bytes(body))
-        if message.get("flush") and hasattr(self.responder, "flush"):
+        if type(body) is not bytes:
+            if not isinstance(body, (bytearray, memoryview)):
+                raise self._protocol_error(f"http.response.body needs bytes, got {type(body).__name__}")
+            body = bytes(body)
+        if self._head:
+            body = b""
+        more = bool(message.get("more_body", False))
+        if more and message.get("flush"):
+            if body:
+                await self.responder.body(body, True)
             await self.responder.flush()
-        if not message.get("more_body", False):
-            await self.responder.complete()
-            self.state = _State.DONE
+        elif more and not body:
+            pass  # an empty chunk in the middle carries nothing
+        else:
+            await self.responder.body(body, more)
+        if not more:
+            self.state = _DONE
             self._finish()
 
     def _protocol_error(self, text: str) -> ASGIProtocolError:
         error = ASGIProtocolError(text)
         self._send_error = self._send_error or error
         return error
+
+
+def _uncancel(task: asyncio.Task[Any]) -> None:
+    # 3.11+: take back our own cancel request, so that asyncio.timeout() and TaskGroup in the caller keep
+    # counting right (what asyncio.timeout() does when it absorbs its own cancellation).
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()

@@ -9,32 +9,30 @@ Two strategies chosen once (uvicorn's ``lifespan/on.py`` and ``off.py``): :class
 ``lifespan.startup`` is taken to not support lifespan, and serving goes on; in ``on`` mode that is a
 startup failure.
 
-The app's lifespan coroutine runs in a task group the caller owns, so that it lives as long as the
-process serves requests. :meth:`LifespanOn.startup` never raises inside that group's body in a way that
-would be wrapped in an exception group: it raises :class:`StartupError`, which the caller catches.
+The app's lifespan coroutine runs in its own asyncio task, which lives as long as the process serves
+requests; :meth:`LifespanOn.shutdown` ends it (cancelled if it does not finish in time). Plain asyncio,
+no anyio: this is on the Lambda cold path. :meth:`LifespanOn.startup` raises :class:`StartupError`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Any, Literal, Protocol
-
-import anyio
-import anyio.abc
+from typing import Any, Protocol
 
 from ._errors import ConfigError, StartupError
-from ._types import ASGIApp, Message
+from ._types import LIFESPAN_MODES, ASGIApp, LifespanMode, Message
 
 logger = logging.getLogger("lambda_asgi_stream")
 
-LifespanMode = Literal["auto", "on", "off"]
-LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
+__all__ = ["LIFESPAN_MODES", "Lifespan", "LifespanMode", "LifespanOff", "LifespanOn", "make_lifespan"]
 
 
 class Lifespan(Protocol):
     state: dict[str, Any]
 
-    async def startup(self, task_group: anyio.abc.TaskGroup) -> None: ...
+    async def startup(self) -> None: ...
 
     async def shutdown(self) -> None: ...
 
@@ -45,7 +43,7 @@ class LifespanOff:
     def __init__(self) -> None:
         self.state: dict[str, Any] = {}
 
-    async def startup(self, task_group: anyio.abc.TaskGroup) -> None:
+    async def startup(self) -> None:
         return None
 
     async def shutdown(self) -> None:
@@ -63,28 +61,44 @@ class LifespanOn:
         self.supported = True
         self._failure: str | None = None
         self._started = False
+        self._task: asyncio.Task[None] | None = None
 
-    async def startup(self, task_group: anyio.abc.TaskGroup) -> None:
-        self._startup_done = anyio.Event()
-        self._shutdown_requested = anyio.Event()
-        self._shutdown_done = anyio.Event()
-        self._app_done = anyio.Event()
-        task_group.start_soon(self._main)
+    async def startup(self) -> None:
+        self._startup_done = asyncio.Event()
+        self._shutdown_requested = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
+        self._app_done = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._main())
         await self._startup_done.wait()
         if self._failure is not None:
+            await self._stop()
             raise StartupError(self._failure)
         self._started = True
+        if not self.supported:
+            await self._stop()
 
     async def shutdown(self) -> None:
-        if not self._started or not self.supported or self._app_done.is_set():
-            return
-        self._shutdown_requested.set()
-        with anyio.move_on_after(self.shutdown_timeout) as scope:
-            await self._shutdown_done.wait()
-        if scope.cancelled_caught:
-            logger.warning("lifespan shutdown did not finish within %.1f s", self.shutdown_timeout)
-        elif self._failure is not None:
-            logger.error("lifespan shutdown failed: %s", self._failure)
+        try:
+            if not self._started or not self.supported or self._app_done.is_set():
+                return
+            self._shutdown_requested.set()
+            try:
+                await asyncio.wait_for(self._shutdown_done.wait(), self.shutdown_timeout)
+            except asyncio.TimeoutError:
+                logger.warning("lifespan shutdown did not finish within %.1f s", self.shutdown_timeout)
+                return
+            if self._failure is not None:
+                logger.error("lifespan shutdown failed: %s", self._failure)
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """End the app's lifespan task (it may still be waiting for a message, or ignore shutdown)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _main(self) -> None:
         scope = {

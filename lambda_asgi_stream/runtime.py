@@ -1,46 +1,43 @@
-"""Shell: the invocation loop over the Lambda Runtime API (anyio + h11). This is the Lambda cold path.
+"""Shell: the invocation loop over the Lambda Runtime API, on plain asyncio. This is the Lambda cold path.
 
 A boring loop (the Go runtime's ``invoke_loop.go``): ``next``, handle, report; repeat. Each worker owns
-one HTTP/1.1 connection to ``AWS_LAMBDA_RUNTIME_API``, framed by h11, which writes chunked bodies and
-trailers (``http.client`` cannot send trailers; protocol.md 2.4).
+one keep-alive HTTP/1.1 connection to ``AWS_LAMBDA_RUNTIME_API``, framed by :mod:`http1` (a small
+purpose-built client: the Runtime API is one fixed, trusted peer on loopback; ``http.client`` cannot send
+trailers). Nothing here imports anyio or h11, so the cold path costs little beyond ``import asyncio``;
+apps keep using anyio freely.
 
-Writing: each chunk leaves in one ``sendmsg`` call (h11's chunk header, the app's bytes, CRLF, with no
-copy), straight on a non-blocking socket. When the kernel buffer is full we wait for the socket to be
-writable, so ``await send()`` in the app returns only once its bytes are handed to the kernel
-(backpressure; lessons.md 3.4). asyncio's streams would cost three writes and a drain per chunk.
+Writing: each write leaves in one ``sendmsg`` call (request head or chunk header, the app's bytes, CRLF,
+with no copy) straight on a non-blocking socket; the prelude is held until the body's first bytes or the
+end of the event-loop pass, so a short response is one system call. When the kernel buffer is full we
+wait for the socket to be writable, so ``await send()`` in the app returns only once its bytes are handed
+to the kernel (backpressure). Per invocation the loop creates no task and no task group: the app runs in
+the worker's own task.
 
-The connection is kept alive between calls, as AWS's Node client does (golden captures show
-``Connection: keep-alive``). The custom-runtime docs say to close it after a streamed response
-(protocol.md 2.1); h11 honours a ``Connection: close`` from the server, and a connection the server
-dropped is detected before reuse and replaced, so both readings are safe.
+The connection is kept alive between calls, as AWS's Node client does. The custom-runtime docs say to
+close it after a streamed response; a ``Connection: close`` from the server is honoured, and a connection
+the server dropped is detected before reuse and replaced, so both readings are safe.
 
 Failures: Runtime API faults (refused, reset, 5xx) on ``next`` are retried with bounded backoff, then the
 loop exits non-zero so Lambda replaces the sandbox. A broken response POST is logged; the loop goes on.
 An event that is not HTTP goes to ``.../error`` and the loop goes on. A failed app import or lifespan
-startup goes to ``/runtime/init/error`` and the process exits.
+startup goes to ``/runtime/init/error`` and the process exits. See docs/failure-policy.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import errno
 import json
 import logging
-import math
 import os
 import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
-import anyio
-import anyio.abc
-import h11
-
-from . import runtime_api
+from . import http1, runtime_api
 from ._errors import (
     EventError,
     LambdaAsgiStreamError,
@@ -55,31 +52,24 @@ from .cycle import (
     BufferedResponder,
     CycleResult,
     HTTPCycle,
-    PaddedStreamingResponder,
     ResponseStats,
-    StreamingResponder,
     cancel_requested,
+    current_context,
+    make_responder,
 )
 from .events import Request, parse_event
+from .http1 import Reply
 from .lifespan import Lifespan, LifespanOn, make_lifespan
 from .runtime_api import APIRequest, Invocation, LambdaContext
 
+__all__ = ["LambdaRuntime", "Reply", "RuntimeClient", "StreamingPost", "current_context", "report_init_error"]
+
 logger = logging.getLogger("lambda_asgi_stream")
 
-#: The Lambda context of the invocation the current task serves (set for the app's whole cycle).
-current_context: ContextVar[LambdaContext] = ContextVar("lambda_asgi_stream_context")
-
-_RECV_SIZE = 256 * 1024
+_RECV_SIZE = 64 * 1024
 _NEXT_ATTEMPTS = 6  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of backoff, then give up
 _BACKOFF_START = 0.1
 _EXTENSION_NAME = "lambda-asgi-stream-sigterm"
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    headers: Headers
-    body: bytes
 
 
 class _Connection:
@@ -93,37 +83,31 @@ class _Connection:
         self.host = host.strip("[]")
         self.port = int(port)
         self.sock: socket.socket | None = None
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.reusable = False  # an exchange completed cleanly and the server keeps the connection
         self._pending: deque[bytes | memoryview] = deque()
 
     async def ensure(self) -> None:
         """Have an open, idle connection: reuse the current one unless the server dropped it."""
-        if self.sock is not None and self.h11.our_state is h11.IDLE and not self._peer_closed():
+        if self.sock is not None and self.reusable and not self._peer_closed():
+            self.reusable = False  # an exchange starts
             return
         self.close()
         try:
             self.sock = await self._connect()
         except OSError as exc:
             raise RuntimeAPIError(f"cannot connect to the Runtime API at {self.address}: {exc}") from exc
-        self.h11 = h11.Connection(h11.CLIENT)
         self._pending.clear()
 
     async def _connect(self) -> socket.socket:
-        infos = await anyio.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        family, kind, proto, _, addr = infos[0]
+        # A numeric address (Lambda's 127.0.0.1:9001) resolves without a lookup; a name resolves from
+        # /etc/hosts. Either is quick, and asyncio's resolver would start a thread pool on the cold path.
+        family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
             # Small chunks (an SSE token) must not wait for Nagle's algorithm (.NET's client: NoDelay).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            err = sock.connect_ex(addr)
-            if err not in (0, errno.EINPROGRESS):
-                raise OSError(err, os.strerror(err))
-            if err:
-                await anyio.wait_writable(sock)
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    raise OSError(err, os.strerror(err))
+            await asyncio.get_running_loop().sock_connect(sock, addr)
         except BaseException:
             sock.close()
             raise
@@ -139,18 +123,14 @@ class _Connection:
             return True
 
     def close(self) -> None:
+        self.reusable = False
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
-    def start(self, request: APIRequest) -> list[bytes]:
-        headers = [("Host", self.address), *request.headers]
-        if request.body is not None and request.method == "POST":
-            headers.append(("Content-Length", str(len(request.body))))
-        return [self.h11.send(h11.Request(method=request.method, target=request.path, headers=headers))]
-
-    def frame(self, event: h11.Data | h11.EndOfMessage) -> list[bytes]:
-        return list(self.h11.send_with_data_passthrough(event))  # type: ignore[arg-type]
+    def queue(self, pieces: Iterable[bytes | memoryview]) -> None:
+        """Add bytes to go out with the next :meth:`send` (or :meth:`send_now`)."""
+        self._pending.extend(pieces)
 
     async def send(self, pieces: Iterable[bytes | memoryview]) -> None:
         """Write all pieces with as few ``sendmsg`` calls as the kernel allows.
@@ -159,63 +139,69 @@ class _Connection:
         so a deadline never leaves a half-written chunk on the wire.
         """
         self._pending.extend(pieces)
-        await self.flush()
+        if not self.send_now():
+            await self._drain()
 
-    async def flush(self) -> None:
-        sock = self.sock
+    def send_now(self) -> bool:
+        """Write what is queued without waiting; True when all of it went."""
+        sock, pending = self.sock, self._pending
         if sock is None:  # closed by an earlier failure (a padding write, say): report it as one
             raise RuntimeAPIError("the connection to the Runtime API is closed")
-        pending = self._pending
         try:
             while pending:
                 try:
                     sent = sock.sendmsg(pending)
                 except BlockingIOError:
-                    await anyio.wait_writable(sock)
-                    continue
+                    return False
                 _advance(pending, sent)
         except OSError as exc:
             self.close()
             raise RuntimeAPIError(f"writing to the Runtime API failed: {exc}") from exc
+        return True
 
-    async def read_reply(self) -> Reply:
-        status, headers, body = 0, [], bytearray()
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Response):
-                status, headers = event.status_code, list(event.headers)
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-        else:
-            self.close()
-        return Reply(status, headers, bytes(body))
+            assert self.sock is not None
+            writable = loop.create_future()
+            fd = self.sock.fileno()
+            loop.add_writer(fd, _resolve, writable)
+            try:
+                await writable
+            finally:
+                if self.sock is not None:
+                    loop.remove_writer(fd)
+            if self.send_now():
+                return
 
-    async def _next_event(self) -> object:
+    async def read_reply(self, *, head_request: bool = False) -> Reply:
         sock = self.sock
         if sock is None:
             raise RuntimeAPIError("the connection to the Runtime API is closed")
+        parser = http1.ReplyParser(head_request=head_request)
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                event = self.h11.next_event()
-                if event is not h11.NEED_DATA:
-                    if isinstance(event, h11.ConnectionClosed):
-                        raise RuntimeAPIError("the Runtime API closed the connection mid-reply")
-                    return event
-                try:
-                    data = sock.recv(_RECV_SIZE)
-                except BlockingIOError:
-                    await anyio.wait_readable(sock)
-                    continue
-                self.h11.receive_data(data)
-        except (OSError, h11.ProtocolError) as exc:
+                data = await loop.sock_recv(sock, _RECV_SIZE)
+                reply = parser.feed(data) if data else parser.eof()
+                if reply is not None:
+                    break
+        except OSError as exc:
             self.close()
-            if isinstance(exc, RuntimeAPIError):
-                raise
             raise RuntimeAPIError(f"reading from the Runtime API failed: {exc}") from exc
+        except RuntimeAPIError:
+            self.close()
+            raise
+        if reply.keep_alive:
+            self.reusable = True
+        else:
+            self.close()
+        return reply
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _advance(pending: deque[bytes | memoryview], sent: int) -> None:
@@ -234,18 +220,25 @@ class RuntimeClient:
 
     def __init__(self, address: str) -> None:
         self.connection = _Connection(address)
+        self._heads: dict[APIRequest, bytes] = {}  # request heads of calls made more than once (next)
+
+    def head(self, request: APIRequest, body_length: int | None) -> bytes:
+        return http1.request_head(
+            request.method, request.path, self.connection.address, request.headers, body_length
+        )
 
     async def call(self, request: APIRequest) -> Reply:
         """Send a request with a complete body and read the reply; check the expected status."""
         conn = self.connection
         await conn.ensure()
         body = request.body or b""
-        pieces = conn.start(request)
-        if body:
-            pieces += conn.frame(h11.Data(data=body))
-        pieces += conn.frame(h11.EndOfMessage())
-        await conn.send(pieces)
-        reply = await conn.read_reply()
+        head = self._heads.get(request) if not body else None
+        if head is None:
+            head = self.head(request, len(body))
+            if not body and len(self._heads) < 8:
+                self._heads[request] = head
+        await conn.send((head, body) if body else (head,))
+        reply = await conn.read_reply(head_request=request.method == "HEAD")
         if reply.status != request.expected_status:
             raise RuntimeAPIStatusError(request.method, request.path, reply.status, reply.body)
         return reply
@@ -255,7 +248,7 @@ class RuntimeClient:
         delay = _BACKOFF_START
         for attempt in range(1, _NEXT_ATTEMPTS + 1):
             try:
-                reply = await self.call(runtime_api.next_invocation())
+                reply = await self.call(_NEXT)
                 return Invocation.from_next(reply.headers, reply.body)
             except RuntimeAPIStatusError as exc:
                 if exc.status < 500 or attempt == _NEXT_ATTEMPTS:
@@ -267,52 +260,71 @@ class RuntimeClient:
                 error = exc
             logger.warning("Runtime API next failed (attempt %d): %s; retrying", attempt, error)
             self.connection.close()
-            await anyio.sleep(delay)
+            await asyncio.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
 
     def open_stream(self, request: APIRequest) -> StreamingPost:
-        return StreamingPost(self.connection, request)
+        return StreamingPost(self.connection, request, self.head(request, None))
 
     def close(self) -> None:
         self.connection.close()
+
+
+_NEXT = runtime_api.next_invocation()
 
 
 class StreamingPost:
     """The chunked ``POST .../response``: a :class:`~lambda_asgi_stream.cycle.StreamWriter`.
 
     The request head goes out with the first bytes (so an event that turns out unusable can still be
-    reported on ``.../error``); each ``write`` is one chunk; ``close`` sends the last chunk and the
-    trailers; :meth:`finish` reads Lambda's answer (202).
+    reported on ``.../error``); the prelude waits for the first body bytes or the end of the current
+    event-loop pass, whichever comes first; each ``write`` is one chunk; ``end`` sends the last bytes, the
+    last chunk and the trailers; :meth:`finish` reads Lambda's answer (202).
     """
 
-    def __init__(self, connection: _Connection, request: APIRequest) -> None:
+    def __init__(self, connection: _Connection, request: APIRequest, head: bytes) -> None:
         self.connection = connection
         self.request = request
-        self._head_sent = False
+        self._head: bytes | None = head
+        self._held = False
         self.closed = False
 
-    async def _head(self) -> list[bytes]:
-        if self._head_sent:
-            return []
-        await self.connection.ensure()
-        self._head_sent = True
-        return self.connection.start(self.request)
+    async def _open(self) -> None:
+        head, self._head = self._head, None
+        if head is not None:
+            await self.connection.ensure()
+            self.connection.queue((head,))
+
+    async def prelude(self, data: bytes) -> None:
+        await self._open()
+        self.connection.queue(http1.chunk(data))
+        if not self._held:
+            self._held = True
+            asyncio.get_running_loop().call_soon(self._send_held)
+
+    def _send_held(self) -> None:
+        # The app paused between its response start and its first body bytes (a slow first token): the
+        # prelude goes now, so the client gets the status and headers at once. What the kernel does not
+        # take at once goes with the next write.
+        self._held = False
+        if self.connection.sock is not None and not self.closed:
+            with contextlib.suppress(RuntimeAPIError):  # the next write reports a broken connection
+                self.connection.send_now()
 
     async def write(self, data: bytes) -> None:
         if not data:  # a zero-size chunk would end the body (RFC 9112 7.1)
             return
-        pieces = [] if self._head_sent else await self._head()
-        # The chunk frame is written here rather than by h11 (which only tracks that the body is open and
-        # writes the same three pieces): on the hot path of a stream that saves ~5 us per chunk.
-        pieces += (b"%x\r\n" % len(data), data, b"\r\n")
-        await self.connection.send(pieces)
+        if self._head is not None:
+            await self._open()
+        await self.connection.send(http1.chunk(data))
 
-    async def close(self, trailers: Headers) -> None:
-        pieces = await self._head()
-        pieces += self.connection.frame(h11.EndOfMessage(headers=trailers))
-        await self.connection.send(pieces)
+    async def end(self, data: bytes, trailers: Headers) -> None:
+        if self._head is not None:
+            await self._open()
+        pieces = (*http1.chunk(data), http1.last_chunk(trailers)) if data else (http1.last_chunk(trailers),)
         self.closed = True
+        await self.connection.send(pieces)
 
     async def finish(self) -> Reply:
         reply = await self.connection.read_reply()
@@ -324,7 +336,7 @@ class StreamingPost:
 class LambdaRuntime:
     """Serve an ASGI app from the Lambda Runtime API until SIGTERM or a fatal Runtime API fault.
 
-    >>> anyio.run(LambdaRuntime(app, Config.from_env()).serve)  # doctest: +SKIP
+    >>> asyncio.run(LambdaRuntime(app, Config.from_env()).serve())  # doctest: +SKIP
     """
 
     def __init__(self, app: ASGIApp, config: Config, *, handle_signals: bool = True) -> None:
@@ -336,51 +348,61 @@ class LambdaRuntime:
         self.lifespan: Lifespan = make_lifespan(app, config.lifespan)
         self._fatal: BaseException | None = None
         self._warned_buffered_only = False
+        self._context_env = LambdaContext.environment()
         self.invocations = 0
 
     async def serve(self) -> None:
-        startup_error: StartupError | None = None
-        async with anyio.create_task_group() as lifespan_group:
-            try:
-                await self.lifespan.startup(lifespan_group)
-            except StartupError as exc:
-                startup_error = exc
-            else:
-                await self._serve_invocations()
-                with anyio.CancelScope(shield=True):
-                    await self.lifespan.shutdown()
-            lifespan_group.cancel_scope.cancel()
-        if startup_error is not None:
-            await report_init_error(self.config.runtime_api, startup_error)
-            raise startup_error
+        try:
+            await self.lifespan.startup()
+        except StartupError as exc:
+            await report_init_error(self.config.runtime_api, exc)
+            raise
+        try:
+            await self._serve_invocations()
+        finally:
+            await _run_to_completion(self.lifespan.shutdown())
         if self._fatal is not None:
             raise self._fatal
 
     async def _serve_invocations(self) -> None:
-        async with anyio.create_task_group() as group:
-            if self.handle_signals:
-                group.start_soon(self._stop_on_signal, group.cancel_scope)
+        loop = asyncio.get_running_loop()
+        helpers: list[asyncio.Task[None]] = []
+        workers: list[asyncio.Task[None]] = []
+        signals = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
+        try:
+            for signum in signals:
+                loop.add_signal_handler(signum, self._stop, signum, workers)
             if self._lifespan_active():
-                await group.start(self._enable_sigterm)  # registered before the first `next` (init)
+                registered = loop.create_future()
+                helpers.append(loop.create_task(self._enable_sigterm(registered)))
+                await registered  # registered before the first `next` (init)
             if self.config.snap_start:
                 await self._wait_for_restore()
-            async with anyio.create_task_group() as workers:
-                for _ in range(self.config.max_concurrency):
-                    workers.start_soon(self._worker)
-            group.cancel_scope.cancel()  # the workers are done: stop the signal and extension tasks
+            workers.extend(loop.create_task(self._worker()) for _ in range(self.config.max_concurrency))
+            await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+            for task in (*workers, *helpers):
+                task.cancel()
+            await asyncio.gather(*workers, *helpers, return_exceptions=True)
+
+    def _stop(self, signum: int, workers: list[asyncio.Task[None]]) -> None:
+        logger.info("received %s: shutting down", signal.Signals(signum).name)
+        for task in workers:
+            task.cancel()
 
     def _lifespan_active(self) -> bool:
         return isinstance(self.lifespan, LifespanOn) and self.lifespan.supported
 
-    async def _enable_sigterm(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _enable_sigterm(self, registered: asyncio.Future[None]) -> None:
         """Register a no-op internal extension, so that Lambda sends SIGTERM before it stops the sandbox.
 
         Without a registered extension Lambda ends the process with SIGKILL, and the app's lifespan
-        shutdown never runs (lessons.md 13; aws-lambda-go ``lambda/sigterm.go``). Only done when the app
-        has a lifespan. The shutdown phase is short (about 300 ms for internal extensions), so shutdown
-        handlers should be quick. A refusal only costs the shutdown, never the invocations.
+        shutdown never runs (aws-lambda-go ``lambda/sigterm.go`` does the same; AWS docs, "Extensions
+        API", shutdown phase). Only done when the app has a lifespan. The shutdown phase is short (about
+        300 ms for internal extensions), so shutdown handlers should be quick. A refusal only costs the
+        shutdown, never the invocations.
         """
         client = RuntimeClient(self.config.runtime_api)
         try:
@@ -390,21 +412,12 @@ class LambdaRuntime:
                 logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
                 return
             finally:
-                task_status.started()
-            extension_id = next(
-                (v.decode() for k, v in reply.headers if k.lower() == b"lambda-extension-identifier"), ""
-            )
+                _resolve(registered)
+            extension_id = (reply.header(b"lambda-extension-identifier") or b"").decode("latin-1")
             with contextlib.suppress(RuntimeAPIError):  # a long poll that ends only with the sandbox
                 await client.call(runtime_api.extension_next(extension_id))
         finally:
             client.close()
-
-    async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                logger.info("received %s: shutting down", signal.Signals(signum).name)
-                scope.cancel()
-                return
 
     async def _wait_for_restore(self) -> None:
         client = RuntimeClient(self.config.runtime_api)
@@ -435,11 +448,11 @@ class LambdaRuntime:
             await self.handle(client, invocation)
         except RuntimeAPIError:
             raise
-        except anyio.get_cancelled_exc_class() as exc:
-            # Our tasks are only ever cancelled through anyio scopes (SIGTERM), which show as -inf, so a
-            # CancelledError without one (and, where it can be known, without a task.cancel()) came out of
-            # the app (on 3.10 the cycle cannot tell it apart) and costs this invocation, not the worker.
-            if anyio.current_effective_deadline() == -math.inf or cancel_requested():
+        except asyncio.CancelledError as exc:
+            # We cancel our workers only with task.cancel() (SIGTERM, serve() cancelled), which shows in
+            # Task.cancelling() (3.11+); a CancelledError without it came out of the app and costs this
+            # invocation, not the worker. On 3.10 it cannot be told apart and goes on up.
+            if cancel_requested() is not False:
                 raise
             logger.error("invocation %s: stray %s from the app", invocation.request_id, type(exc).__name__)
             failure: Exception = RuntimeError("the app raised CancelledError without being cancelled")
@@ -457,7 +470,7 @@ class LambdaRuntime:
         """Serve one invocation and report its outcome. Never raises for the app's or the event's faults."""
         started = time.perf_counter()
         self.invocations += 1
-        context = LambdaContext(invocation)
+        context = LambdaContext(invocation, self._context_env)
         token = current_context.set(context)
         try:
             try:
@@ -483,17 +496,11 @@ class LambdaRuntime:
         client: RuntimeClient,
         invocation: Invocation,
         request: Request,
-        scope: dict[str, object],
+        scope: dict[str, Any],
         deadline: float | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
-        responder: StreamingResponder
-        if self.config.padding.mode == "none":
-            responder = StreamingResponder(post, request.integration)
-        else:
-            responder = PaddedStreamingResponder(
-                post, request.integration, self.config.padding, self.config.sse
-            )
+        responder = make_responder(request, post, self.config.padding, self.config.sse)
         try:
             result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
             await post.finish()
@@ -509,10 +516,11 @@ class LambdaRuntime:
         client: RuntimeClient,
         invocation: Invocation,
         request: Request,
-        scope: dict[str, object],
+        scope: dict[str, Any],
         deadline: float | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
-        responder = BufferedResponder(request.integration, multi_value_headers=request.multi_value_headers)
+        responder = make_responder(request, None, self.config.padding, self.config.sse)
+        assert isinstance(responder, BufferedResponder)
         result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
         try:
             call = runtime_api.buffered_response(invocation.request_id, responder.result())
@@ -538,7 +546,7 @@ class LambdaRuntime:
         return request.streamable
 
     def _set_trace_id(self, invocation: Invocation) -> None:
-        # Lambda's runtimes publish the trace id in the environment (protocol.md 1.4); with several
+        # Lambda's runtimes publish the trace id in the environment (docs/wire-protocol.md); with several
         # concurrent invocations one variable cannot be right, so then it lives only in the context.
         if self.config.max_concurrency != 1:
             return
@@ -548,10 +556,25 @@ class LambdaRuntime:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
 
     def _deadline(self, invocation: Invocation) -> float | None:
+        """When the app is stopped, on the event loop's clock: Lambda's deadline minus the margin."""
         if not invocation.deadline_ms:
             return None
         budget_ms = invocation.remaining_ms() - self.config.timeout_margin_ms
-        return anyio.current_time() + max(0, budget_ms) / 1000
+        return asyncio.get_running_loop().time() + max(0, budget_ms) / 1000
+
+
+async def _run_to_completion(coro: Coroutine[Any, Any, None]) -> None:
+    """Await ``coro`` to its end even if we are cancelled meanwhile (then re-raise the cancellation)."""
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Request:
@@ -594,11 +617,13 @@ async def report_init_error(address: str, exc: BaseException) -> None:
 def _log_invocation(
     request: Request, result: CycleResult | None, stats: ResponseStats, started: float
 ) -> None:
-    scope = request.scope
     end = "lost" if result is None else result.end
     if result is not None and result.error is not None:
         end = f"{end}:{type(result.error).__name__}"
         logger.error("app failed: %s", result.error, exc_info=result.error)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    scope = request.scope
     ttfb = (stats.first_byte_at - started) * 1000 if stats.first_byte_at is not None else float("nan")
     logger.info(
         "%s %s %s ttfb=%.1fms time=%.1fms bytes=%d chunks=%d padding=%d end=%s",

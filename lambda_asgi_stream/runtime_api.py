@@ -233,6 +233,21 @@ class LambdaContext:
         remaining = request.scope["aws.context"].get_remaining_time_in_millis()
     """
 
+    #: The variables a context reads: they do not change during the life of the execution environment.
+    ENVIRONMENT = (
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+    )
+
+    @classmethod
+    def environment(cls, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The variables a context reads, read once (a loop passes them to every context it makes)."""
+        env = os.environ if environ is None else environ
+        return {name: env[name] for name in cls.ENVIRONMENT if name in env}
+
     def __init__(self, invocation: Invocation, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self._invocation = invocation

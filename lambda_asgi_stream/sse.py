@@ -33,6 +33,9 @@ class SSEOptions:
 
     heartbeat_s: float = DEFAULT_HEARTBEAT_S  # 0 turns heartbeats off
     error_event: bool = False
+    # The terminal event carries the exception's text only when this is set too: an error message can
+    # hold what a browser must not see (a password in a connection string, a path).
+    error_detail: bool = False
 
 
 def is_event_stream(content_type: str) -> bool:

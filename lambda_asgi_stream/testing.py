@@ -50,9 +50,10 @@ from .cycle import (
     BufferedResponder,
     CycleResult,
     HTTPCycle,
-    PaddedStreamingResponder,
-    ResponseStats,
+    PlainWriter,
     StreamingResponder,
+    current_context,
+    make_responder,
 )
 from .encoder import (
     Prelude,
@@ -66,7 +67,6 @@ from .events import Request, parse_event
 from .events.build import build_event
 from .lifespan import Lifespan, LifespanMode, make_lifespan
 from .padding import PaddingMode, PaddingPolicy
-from .runtime import current_context
 from .runtime_api import Invocation, LambdaContext
 from .sse import SSEOptions
 
@@ -106,7 +106,7 @@ class _ClientGone(RuntimeAPIError):
     """The test client closed the response: the app's next write fails, as on a broken stream."""
 
 
-class _ChannelWriter:
+class _ChannelWriter(PlainWriter):
     """A StreamWriter into a zero-buffer channel: ``write`` returns once the client took the bytes."""
 
     def __init__(self, send: anyio.abc.ObjectSendStream[object]) -> None:
@@ -132,10 +132,8 @@ class _Observed:
         self.inner = inner
         self.app_started = False
         self.failure: BaseException | None = None
-        if isinstance(inner, PaddedStreamingResponder):
-            # HTTPCycle looks these up with getattr: forward them only when the real responder has them.
-            self.background = inner.background
-            self.flush = inner.flush
+        self.pads = inner.pads
+        self.stats = inner.stats
 
     @property
     def started(self) -> bool:
@@ -145,23 +143,22 @@ class _Observed:
     def started(self, value: bool) -> None:
         self.inner.started = value
 
-    @property
-    def stats(self) -> ResponseStats:
-        return self.inner.stats
-
     async def start(self, status: int, headers: Headers) -> None:
         await self.inner.start(status, headers)  # may refuse (prelude too large): then the runtime answers
         self.app_started = True
 
-    async def body(self, data: bytes) -> None:
-        await self.inner.body(data)
+    async def body(self, data: bytes, more: bool) -> None:
+        await self.inner.body(data, more)
 
-    async def complete(self) -> None:
-        await self.inner.complete()
+    async def flush(self) -> None:
+        await self.inner.flush()
 
     async def fail(self, exc: BaseException) -> None:
         self.failure = exc
         await self.inner.fail(exc)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class _Exchange:
@@ -223,13 +220,9 @@ class _Exchange:
 
     async def run_streaming(self) -> None:
         """Run the cycle; never raises (what goes wrong reaches the reader through the channel)."""
-        policy = self.transport.padding
         writer = _ChannelWriter(self.send)
-        inner: StreamingResponder
-        if policy.mode == "none":
-            inner = StreamingResponder(writer, self.request.integration)
-        else:
-            inner = PaddedStreamingResponder(writer, self.request.integration, policy, self.transport.sse)
+        inner = make_responder(self.request, writer, self.transport.padding, self.transport.sse)
+        assert isinstance(inner, StreamingResponder)
         self.responder = _Observed(inner)
         cycle = HTTPCycle(self._scope(), self.request.body, self.responder)
         token = current_context.set(self.context)
@@ -485,7 +478,7 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         self.base_path = base_path
         self.timeout = timeout
         self.lifespan: Lifespan = make_lifespan(app, lifespan)
-        self._lifespan_group: anyio.abc.TaskGroup | None = None
+        self._lifespan_open = False
         self._portal: _Portal | None = None
         self._lifespan_done: Any = None
         self._lifespan_stop: anyio.Event | None = None
@@ -511,26 +504,17 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         return httpx.Response(status, headers=_wire(headers), stream=stream, extensions=extensions)
 
     async def __aenter__(self) -> LambdaTransport:
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        try:
-            await self.lifespan.startup(group)
-        except BaseException:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
-            raise
-        self._lifespan_group = group
+        await self.lifespan.startup()
+        self._lifespan_open = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        group, self._lifespan_group = self._lifespan_group, None
-        if group is not None:
+        if self._lifespan_open:
+            self._lifespan_open = False
             await self.lifespan.shutdown()
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
 
     # --- sync ----------------------------------------------------------------------------------------
 
@@ -577,16 +561,14 @@ class LambdaTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         stop = self._lifespan_stop
         assert stop is not None
         try:
-            async with anyio.create_task_group() as group:
-                try:
-                    await self.lifespan.startup(group)
-                except Exception as exc:  # StartupError, or a bug: either way __enter__ raises it
-                    errors.append(exc)
-                else:
-                    ready.set()
-                    await stop.wait()
-                    await self.lifespan.shutdown()
-                group.cancel_scope.cancel()
+            try:
+                await self.lifespan.startup()
+            except Exception as exc:  # StartupError, or a bug: either way __enter__ raises it
+                errors.append(exc)
+            else:
+                ready.set()
+                await stop.wait()
+                await self.lifespan.shutdown()
         finally:
             ready.set()
 

@@ -11,7 +11,7 @@ import pytest
 
 from lambda_asgi_stream import PreludeTooLargeError
 from lambda_asgi_stream._types import Message, Receive, Scope, Send
-from lambda_asgi_stream.cycle import BufferedResponder, HTTPCycle, StreamingResponder
+from lambda_asgi_stream.cycle import BufferedResponder, HTTPCycle, PlainWriter, StreamingResponder
 from lambda_asgi_stream.encoder import decode_stream, read_error_trailers
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 SCOPE: dict[str, Any] = {"type": "http", "method": "GET", "path": "/", "headers": []}
 
 
-class Recorder:
+class Recorder(PlainWriter):
     """A StreamWriter that keeps what it is given."""
 
     def __init__(self) -> None:

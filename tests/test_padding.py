@@ -13,7 +13,7 @@ from httpx_sse._decoders import SSEDecoder
 
 from lambda_asgi_stream._types import Receive, Scope, Send
 from lambda_asgi_stream.buffering import HoldBack
-from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder
+from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, PlainWriter
 from lambda_asgi_stream.encoder import decode_stream
 from lambda_asgi_stream.padding import FLUSH_EXTENSION, Flusher, PaddingPolicy, flush, pad_function_for
 
@@ -183,7 +183,7 @@ def test_padded_stream_parses_the_same(content_type: str, writes: list[bytes], p
 # --- the flusher inside the cycle, with the hold-back model as the far side ------------------------
 
 
-class HeldBackWriter:
+class HeldBackWriter(PlainWriter):
     """A StreamWriter whose bytes pass through Lambda's hold-back model; records what was released."""
 
     def __init__(self, threshold: int) -> None:

@@ -10,7 +10,7 @@ import pytest
 from httpx_sse._decoders import SSEDecoder
 
 from lambda_asgi_stream._types import Receive, Scope, Send
-from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder
+from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, PlainWriter
 from lambda_asgi_stream.encoder import decode_stream, read_error_trailers
 from lambda_asgi_stream.padding import PaddingPolicy
 from lambda_asgi_stream.sse import HEARTBEAT, SSEOptions, format_event
@@ -36,7 +36,7 @@ def test_format_event_refuses_multi_line_fields() -> None:
         format_event("x", event="a\nb")
 
 
-class Recorder:
+class Recorder(PlainWriter):
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.trailers: list[tuple[bytes, bytes]] = []
@@ -95,11 +95,11 @@ async def test_no_heartbeat_for_other_content_types() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("error_event", [True, False])
-async def test_terminal_error_event_is_opt_in(error_event: bool) -> None:
+async def test_terminal_error_event_is_opt_in_and_generic(error_event: bool) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(start())
         await send({"type": "http.response.body", "body": b"data: partial\n\n", "more_body": True})
-        raise RuntimeError("upstream went away")
+        raise RuntimeError("cannot reach postgres://admin:hunter2@db")
 
     recorder = await run(app, SSEOptions(heartbeat_s=0, error_event=error_event))
     _, body = decode_stream(b"".join(recorder.writes))
@@ -107,10 +107,27 @@ async def test_terminal_error_event_is_opt_in(error_event: bool) -> None:
     assert events[0][1] == "partial"
     if error_event:
         assert events[-1][0] == "error"
-        assert json.loads(events[-1][1]) == {"type": "Function.RuntimeError", "message": "upstream went away"}
+        sent = json.loads(events[-1][1])
+        assert sent["type"] == "Function.RuntimeError"
+        assert "hunter2" not in body.decode()  # the exception text never reaches the browser by default
     else:
         assert len(events) == 1
     assert read_error_trailers(recorder.trailers) is not None  # the invocation still fails
+
+
+@pytest.mark.anyio
+async def test_terminal_error_event_carries_the_message_only_with_the_second_opt_in() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send({"type": "http.response.body", "body": b"data: partial\n\n", "more_body": True})
+        raise RuntimeError("upstream went away")
+
+    recorder = await run(app, SSEOptions(heartbeat_s=0, error_event=True, error_detail=True))
+    _, body = decode_stream(b"".join(recorder.writes))
+    assert json.loads(parse(body)[-1][1]) == {
+        "type": "Function.RuntimeError",
+        "message": "upstream went away",
+    }
 
 
 @pytest.mark.anyio
@@ -136,7 +153,7 @@ async def test_terminal_event_at_the_deadline() -> None:
 async def test_heartbeat_inside_an_unfinished_event_does_not_split_it() -> None:
     writes: list[bytes] = []
 
-    class Writer:
+    class Writer(PlainWriter):
         async def write(self, data: bytes) -> None:
             writes.append(data)
 

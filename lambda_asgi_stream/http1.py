@@ -1,0 +1,285 @@
+"""HTTP/1.1 client framing for the Lambda Runtime API, sans-IO: request bytes out, reply values in.
+
+The Runtime API is one fixed, trusted peer on loopback, and the runtime loop talks to it twice per
+invocation, so a general HTTP library's per-event state machine is pure overhead there (AWS's own Go, Rust
+and C++ runtime clients are small purpose-built ones too). This module does only what that conversation
+needs:
+
+* request heads built once per call shape (:func:`request_head`), chunk frames and the last chunk with
+  trailers written directly (RFC 9112 7.1, 7.1.2);
+* one reply at a time parsed by :class:`ReplyParser`: status line, header fields, and a body framed by
+  ``Content-Length``, ``Transfer-Encoding: chunked`` (trailers read and kept) or the end of the connection
+  (RFC 9112 6.3). Informational (1xx) replies are skipped.
+
+It accepts what h11 accepts and rejects what h11 rejects, with the same ABNF (h11's ``_abnf.py``, from
+RFC 9110/9112): ``tests/test_http1.py`` runs every exchange through h11 as the oracle. A malformed reply
+raises :class:`~lambda_asgi_stream.RuntimeAPIError`; the caller drops the connection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ._errors import RuntimeAPIError
+
+# RFC 9110 5.6.2 token, 5.5 field-value (obs-text allowed, as h11 does); RFC 9112 4 status-line with an
+# optional reason phrase (h11 accepts "HTTP/1.1 200" too, as many servers send it).
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_FIELD_CONTENT = rb"[^\x00\s]+(?:[ \t]+[^\x00\s]+)*"
+_HEADER_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:" + _FIELD_CONTENT + rb")?)[ \t]*")
+_STATUS_LINE = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: (?:[ \t]|[^\x00\s])*)?")
+_CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+_CONTENT_LENGTH = re.compile(rb"[0-9]+")
+_CONTENT_LENGTH_MAX_DIGITS = 20
+# The end of a head: h11 (and RFC 9112 2.2's robustness rule) accept a bare LF as a line terminator.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_OBS_FOLD = re.compile(rb"[ \t]+")
+
+#: The last chunk of a body without trailers (RFC 9112 7.1).
+LAST_CHUNK = b"0\r\n\r\n"
+# h11 refuses an incomplete head past its max_incomplete_event_size, 16 KiB; the Runtime API sends ~400 B.
+_MAX_HEAD = 16 * 1024
+
+
+def request_head(
+    method: str, target: str, host: str, headers: tuple[tuple[str, str], ...], body_length: int | None
+) -> bytes:
+    """The request line and header block; ``body_length=None`` means the caller sends a chunked body.
+
+    >>> request_head("GET", "/next", "127.0.0.1:9001", (), 0)
+    b'GET /next HTTP/1.1\\r\\nHost: 127.0.0.1:9001\\r\\n\\r\\n'
+    """
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if body_length is not None and (body_length or method not in ("GET", "HEAD")):
+        lines.append(f"Content-Length: {body_length}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if b"\n" in head[:-4].replace(b"\r\n", b"") or b"\r" in head[:-4].replace(b"\r\n", b""):
+        raise ValueError(f"CR or LF inside a request header: {head!r}")
+    return head
+
+
+def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """One chunk of a chunked body, as three pieces for ``sendmsg`` (no copy of ``data``).
+
+    ``data`` must not be empty: a zero-size chunk is the last chunk (RFC 9112 7.1).
+    """
+    return b"%x\r\n" % len(data), data, b"\r\n"
+
+
+def last_chunk(trailers: list[tuple[bytes, bytes]]) -> bytes:
+    """The last chunk and the trailer section (RFC 9112 7.1.2)."""
+    if not trailers:
+        return LAST_CHUNK
+    fields = b"".join(name + b": " + value + b"\r\n" for name, value in trailers)
+    if fields.count(b"\n") != len(trailers) or fields.count(b"\r") != len(trailers):
+        raise ValueError("CR or LF inside a trailer field")
+    return b"0\r\n" + fields + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One complete reply: header names lower-cased, as h11 gives them."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    #: False when the connection cannot carry another exchange (``Connection: close``, HTTP/1.0, a body
+    #: delimited by the end of the connection, or extra bytes after the reply).
+    keep_alive: bool = True
+    trailers: list[tuple[bytes, bytes]] | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header, by lower-case name."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def _fail(message: str) -> RuntimeAPIError:
+    return RuntimeAPIError(f"malformed reply from the Runtime API: {message}")
+
+
+def _head_lines(head: bytes) -> list[bytes]:
+    lines = head.split(b"\n")
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def _fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Header (or trailer) lines -> (lower-case name, value), unfolding obs-fold lines as h11 does."""
+    if lines and _OBS_FOLD.match(lines[0]):
+        raise _fail("continuation line at start of headers")
+    if any(line[:1] in (b" ", b"\t") for line in lines):
+        unfolded: list[bytes] = []
+        for line in lines:
+            if line[:1] in (b" ", b"\t"):
+                unfolded[-1] = unfolded[-1] + b" " + line.lstrip(b" \t")
+            else:
+                unfolded.append(line)
+        lines = unfolded
+    fields = []
+    for line in lines:
+        match = _HEADER_FIELD.fullmatch(line)
+        if match is None:
+            raise _fail(f"illegal header line {line[:100]!r}")
+        fields.append((match.group(1).lower(), match.group(2)))
+    return fields
+
+
+class ReplyParser:
+    """Parses one reply from bytes as they arrive.
+
+    >>> parser = ReplyParser()
+    >>> parser.feed(b"HTTP/1.1 202 Accepted\\r\\nContent-Length: 2\\r\\n\\r\\nOK").status
+    202
+
+    ``feed`` returns None until the reply is complete. A body delimited by the end of the connection
+    completes only at :meth:`eof`. ``head_request`` is True when the request was ``HEAD`` (no body follows).
+    """
+
+    def __init__(self, *, head_request: bool = False) -> None:
+        self._buffer = b""
+        self._head_request = head_request
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._keep_alive = True
+        self._framing: str | None = None  # "length", "chunked" or "eof", once the head is read
+        self._remaining = 0
+        self._body: list[bytes] = []
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+
+    def feed(self, data: bytes) -> Reply | None:
+        buffer = self._buffer + data if self._buffer else data
+        self._buffer = b""
+        if self._framing is None:
+            buffer = self._read_head(buffer)
+            if self._framing is None:
+                return None
+        if self._framing == "length":
+            return self._read_fixed(buffer)
+        if self._framing == "chunked":
+            return self._read_chunked(buffer)
+        self._body.append(buffer)
+        return None
+
+    def eof(self) -> Reply:
+        """The peer closed the connection: the reply ends here, or was cut (then this raises)."""
+        if self._framing == "eof":
+            return self._reply(b"".join(self._body), keep_alive=False)
+        if self._framing is None and not self._buffer:
+            raise RuntimeAPIError("the Runtime API closed the connection before replying")
+        raise RuntimeAPIError("the Runtime API closed the connection mid-reply")
+
+    def _read_head(self, buffer: bytes) -> bytes:
+        while True:
+            end = _BLANK_LINE.search(buffer)
+            if end is None:
+                if len(buffer) > _MAX_HEAD:
+                    raise _fail("reply head too long")
+                if buffer[:1] == b"\n" or buffer[:2] == b"\r\n":
+                    raise _fail("no status line")  # h11: an empty line where the status line goes
+                self._buffer = buffer
+                return b""
+            head, buffer = buffer[: end.start()], buffer[end.end() :]
+            lines = _head_lines(head)
+            match = _STATUS_LINE.fullmatch(lines[0])
+            if match is None:
+                raise _fail(f"illegal status line {lines[0][:100]!r}")
+            status = int(match.group(2))
+            headers = _fields(lines[1:])
+            if status < 100:
+                raise _fail(f"status {status}")
+            if status < 200:
+                if status == 101:
+                    raise _fail("the Runtime API switched protocols")
+                continue  # informational: the final reply follows (RFC 9110 15.2)
+            self._start(status, headers, match.group(1) == b"1.0")
+            return buffer
+
+    def _start(self, status: int, headers: list[tuple[bytes, bytes]], http10: bool) -> None:
+        self._status, self._headers = status, headers
+        lengths: set[bytes] = set()
+        encodings: list[bytes] = []
+        for name, value in headers:
+            if name == b"content-length":
+                lengths.update(part.strip() for part in value.split(b","))
+            elif name == b"transfer-encoding":
+                encodings.append(value.lower())
+            elif name == b"connection" and b"close" in (t.strip().lower() for t in value.split(b",")):
+                self._keep_alive = False
+        if http10:
+            self._keep_alive = False
+        if len(encodings) > 1:
+            raise _fail("multiple Transfer-Encoding headers")
+        if encodings and encodings[0] != b"chunked":
+            raise _fail("only Transfer-Encoding: chunked is supported")
+        if len(lengths) > 1:
+            raise _fail("conflicting Content-Length headers")
+        length = lengths.pop() if lengths else None
+        if length is not None and (
+            not _CONTENT_LENGTH.fullmatch(length) or len(length) > _CONTENT_LENGTH_MAX_DIGITS
+        ):
+            raise _fail("bad Content-Length")
+        # RFC 9112 6.3: no body for HEAD, 204 and 304; chunked beats Content-Length; else the length;
+        # else the body runs to the end of the connection.
+        if self._head_request or status in (204, 304):
+            self._framing, self._remaining = "length", 0
+        elif encodings:
+            self._framing = "chunked"
+        elif length is not None:
+            self._framing, self._remaining = "length", int(length)
+        else:
+            self._framing, self._keep_alive = "eof", False
+
+    def _read_fixed(self, buffer: bytes) -> Reply | None:
+        if len(buffer) < self._remaining:
+            self._buffer = buffer
+            return None
+        body, extra = buffer[: self._remaining], buffer[self._remaining :]
+        # Nothing was asked for beyond this reply: bytes after it mean the peer and we disagree on framing.
+        return self._reply(body, keep_alive=self._keep_alive and not extra)
+
+    def _read_chunked(self, buffer: bytes) -> Reply | None:
+        position = 0
+        while True:
+            if self._remaining > 0:  # inside a chunk's data, which ends with CRLF
+                if len(buffer) - position < self._remaining + 2:
+                    break
+                data_end = position + self._remaining
+                if buffer[data_end : data_end + 2] != b"\r\n":
+                    raise _fail("malformed chunk footer")
+                self._body.append(buffer[position:data_end])
+                position, self._remaining = data_end + 2, 0
+            elif self._remaining == 0:  # a chunk header line
+                end = buffer.find(b"\r\n", position)
+                if end < 0:
+                    if len(buffer) - position > _MAX_HEAD:
+                        raise _fail("chunk header too long")
+                    break
+                match = _CHUNK_HEADER.fullmatch(buffer, position, end)
+                if match is None:
+                    raise _fail(f"illegal chunk header {buffer[position:end][:100]!r}")
+                position = end + 2
+                self._remaining = int(match.group(1), 16) or -1  # -1: the last chunk came
+            else:  # the trailer section: field lines, then an empty line
+                for blank in (b"\r\n", b"\n"):
+                    if buffer.startswith(blank, position):
+                        trailers: list[tuple[bytes, bytes]] = []
+                        end = position + len(blank)
+                        break
+                else:
+                    found = _BLANK_LINE.search(buffer, position)
+                    if found is None:
+                        if len(buffer) - position > _MAX_HEAD:
+                            raise _fail("trailer section too long")
+                        break
+                    trailers, end = _fields(_head_lines(buffer[position : found.start()])), found.end()
+                self._trailers = trailers
+                return self._reply(b"".join(self._body), keep_alive=self._keep_alive and end == len(buffer))
+        self._buffer = buffer[position:]
+        return None
+
+    def _reply(self, body: bytes, *, keep_alive: bool) -> Reply:
+        return Reply(self._status, self._headers, body, keep_alive, self._trailers)
