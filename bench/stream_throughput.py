@@ -346,7 +346,9 @@ def layers(n: int) -> list[tuple[str, float]]:
     sse_app = bytes_app(n * 20, 20, b"text/event-stream")
 
     def post() -> StreamingPost:
-        return StreamingPost(NullConnection("127.0.0.1:9"), runtime_api.streaming_response("id"), b"")
+        client = RuntimeClient("127.0.0.1:9")
+        client.connection = NullConnection("127.0.0.1:9")
+        return StreamingPost(client, runtime_api.streaming_response("id"), b"")
 
     cases: list[tuple[str, Any, Any]] = [
         (

@@ -229,7 +229,7 @@ async def _invoke(app: Any, event: bytes, config: Any, mode: str, timeout: float
     async def run_runtime(address: str, cancel: anyio.CancelScope) -> None:
         cfg = dataclasses.replace(config, runtime_api=address, invoke_mode=mode, max_concurrency=1)
         try:
-            await LambdaRuntime(app, cfg, handle_signals=False).serve()
+            await LambdaRuntime(app, cfg, handle_signals=False, blocking_waits=False).serve()
         except LambdaAsgiStreamError as exc:
             failure.append(exc)
             cancel.cancel()

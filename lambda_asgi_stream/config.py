@@ -38,6 +38,7 @@ ENV_PADDING_BUDGET = "LAMBDA_ASGI_STREAM_PADDING_BUDGET"
 ENV_PADDING_RATE = "LAMBDA_ASGI_STREAM_PADDING_RATE"
 ENV_SSE_HEARTBEAT_S = "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S"
 ENV_SSE_ERROR_EVENT = "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT"
+ENV_SSE_ERROR_DETAIL = "LAMBDA_ASGI_STREAM_SSE_ERROR_DETAIL"
 
 _MODE_ALIASES: dict[str, InvokeMode] = {
     "response_stream": "RESPONSE_STREAM",
@@ -81,6 +82,7 @@ class Config:
             sse=SSEOptions(
                 heartbeat_s=_float(env, ENV_SSE_HEARTBEAT_S, DEFAULT_HEARTBEAT_S),
                 error_event=_bool(env, ENV_SSE_ERROR_EVENT),
+                error_detail=_bool(env, ENV_SSE_ERROR_DETAIL),
             ),
         )
 

@@ -28,6 +28,9 @@ from ._errors import RuntimeAPIError
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 _FIELD_CONTENT = rb"[^\x00\s]+(?:[ \t]+[^\x00\s]+)*"
 _HEADER_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:" + _FIELD_CONTENT + rb")?)[ \t]*")
+_TOKEN_RE = re.compile(_TOKEN)
+_UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: (?:[ \t]|[^\x00\s])*)?")
 _CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _CONTENT_LENGTH = re.compile(rb"[0-9]+")
@@ -50,14 +53,31 @@ def request_head(
     >>> request_head("GET", "/next", "127.0.0.1:9001", (), 0)
     b'GET /next HTTP/1.1\\r\\nHost: 127.0.0.1:9001\\r\\n\\r\\n'
     """
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    if body_length is not None and (body_length or method not in ("GET", "HEAD")):
-        lines.append(f"Content-Length: {body_length}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    if b"\n" in head[:-4].replace(b"\r\n", b"") or b"\r" in head[:-4].replace(b"\r\n", b""):
-        raise ValueError(f"CR or LF inside a request header: {head!r}")
-    return head
+    return request_line(method, target) + header_fields(host, headers) + length_field(method, body_length)
+
+
+def request_line(method: str, target: str) -> bytes:
+    if not _TOKEN_RE.fullmatch(method.encode("latin-1")) or not target or _UNSAFE_TARGET.search(target):
+        raise ValueError(f"not a request line: {method!r} {target!r}")
+    return f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+
+
+def header_fields(host: str, headers: tuple[tuple[str, str], ...]) -> bytes:
+    """The header lines (``Host`` first) of a request, each ending in CRLF; the same for every call of a
+    kind, so callers may keep them."""
+    block = "".join(f"{name}: {value}\r\n" for name, value in (("Host", host), *headers))
+    for name, value in (("Host", host), *headers):
+        if not _TOKEN_RE.fullmatch(name.encode("latin-1")) or _UNSAFE_VALUE.search(value):
+            raise ValueError(f"not a header field: {name!r}: {value!r}")
+    return block.encode("latin-1")
+
+
+def length_field(method: str, body_length: int | None) -> bytes:
+    """``Content-Length`` (and the blank line that ends the head), unless the body is chunked or a
+    GET/HEAD has none."""
+    if body_length is None or (not body_length and method in ("GET", "HEAD")):
+        return b"\r\n"
+    return b"Content-Length: %d\r\n\r\n" % body_length
 
 
 def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
@@ -128,6 +148,38 @@ def _fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
     return fields
 
 
+_names: dict[bytes, bytes] = {}  # header names already checked -> lower-case (the Runtime API sends a few)
+
+
+def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
+    """A header block, each line ending in LF or CRLF -> (lower-case name, value) pairs.
+
+    The common case in one pass of cheap checks; anything unusual (obs-fold, an illegal line) goes to the
+    line-by-line path, which unfolds or names the bad line. The checks are h11's field rules: a token name,
+    and a value of no NUL, CR, LF, VT or FF (``[^\\x00\\s]`` words joined by spaces and tabs).
+    """
+    if b"\x00" in block or b"\x0b" in block or b"\x0c" in block:
+        return _fields(_head_lines(block[:-1]))
+    fields = []
+    names = _names
+    for line in block.split(b"\n")[:-1]:
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        name, sep, value = line.partition(b":")
+        lower = names.get(name)
+        if lower is None:
+            if not sep or not _TOKEN_RE.fullmatch(name):
+                return _fields(_head_lines(block[:-1]))
+            lower = name.lower()
+            if len(names) < 64:
+                names[name] = lower
+        value = value.strip(b" \t")
+        if b"\r" in value:
+            return _fields(_head_lines(block[:-1]))
+        fields.append((lower, value))
+    return fields
+
+
 class ReplyParser:
     """Parses one reply from bytes as they arrive.
 
@@ -182,13 +234,14 @@ class ReplyParser:
                     raise _fail("no status line")  # h11: an empty line where the status line goes
                 self._buffer = buffer
                 return b""
-            head, buffer = buffer[: end.start()], buffer[end.end() :]
-            lines = _head_lines(head)
-            match = _STATUS_LINE.fullmatch(lines[0])
+            head, buffer = buffer[: end.start() + 1], buffer[end.end() :]
+            line_end = head.index(b"\n")
+            status_line = head[: line_end - 1] if head[line_end - 1 : line_end] == b"\r" else head[:line_end]
+            match = _STATUS_LINE.fullmatch(status_line)
             if match is None:
-                raise _fail(f"illegal status line {lines[0][:100]!r}")
+                raise _fail(f"illegal status line {status_line[:100]!r}")
             status = int(match.group(2))
-            headers = _fields(lines[1:])
+            headers = _header_block(head[line_end + 1 :])
             if status < 100:
                 raise _fail(f"status {status}")
             if status < 200:
@@ -275,7 +328,7 @@ class ReplyParser:
                         if len(buffer) - position > _MAX_HEAD:
                             raise _fail("trailer section too long")
                         break
-                    trailers, end = _fields(_head_lines(buffer[position : found.start()])), found.end()
+                    trailers, end = _header_block(buffer[position : found.start() + 1]), found.end()
                 self._trailers = trailers
                 return self._reply(b"".join(self._body), keep_alive=self._keep_alive and end == len(buffer))
         self._buffer = buffer[position:]

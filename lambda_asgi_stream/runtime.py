@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -72,6 +73,15 @@ _BACKOFF_START = 0.1
 _EXTENSION_NAME = "lambda-asgi-stream-sigterm"
 
 
+class _Stopped(BaseException):
+    """A stop signal arrived while a worker was blocked waiting for Lambda (BaseException: nothing in
+    between may swallow it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _Connection:
     """One HTTP/1.1 connection to the Runtime API on a non-blocking socket."""
 
@@ -85,6 +95,8 @@ class _Connection:
         self.sock: socket.socket | None = None
         self.reusable = False  # an exchange completed cleanly and the server keeps the connection
         self._pending: deque[bytes | memoryview] = deque()
+        self._poller: Any = None  # select.poll() on the socket, for blocking waits
+        self.waiting = False  # blocked in read_reply_blocking (a signal handler then raises out of it)
 
     async def ensure(self) -> None:
         """Have an open, idle connection: reuse the current one unless the server dropped it."""
@@ -124,6 +136,7 @@ class _Connection:
 
     def close(self) -> None:
         self.reusable = False
+        self._poller = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -175,9 +188,8 @@ class _Connection:
                 return
 
     async def read_reply(self, *, head_request: bool = False) -> Reply:
-        sock = self.sock
-        if sock is None:
-            raise RuntimeAPIError("the connection to the Runtime API is closed")
+        """The reply to the request just sent, waiting on the event loop."""
+        sock = self._socket()
         parser = http1.ReplyParser(head_request=head_request)
         loop = asyncio.get_running_loop()
         try:
@@ -185,13 +197,53 @@ class _Connection:
                 data = await loop.sock_recv(sock, _RECV_SIZE)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
-                    break
+                    return self._done(reply)
         except OSError as exc:
             self.close()
             raise RuntimeAPIError(f"reading from the Runtime API failed: {exc}") from exc
         except RuntimeAPIError:
             self.close()
             raise
+
+    def read_reply_blocking(self, *, head_request: bool = False) -> Reply:
+        """The reply to the request just sent, blocking the thread (and so the event loop) until it comes.
+
+        For the single-worker loop only, where nothing else waits for the loop meanwhile: Lambda freezes
+        the sandbox while the runtime waits for ``next`` anyway, and AWS's own runtime clients block here
+        too. It skips the event loop's per-wait work (a future, two ``epoll_ctl`` calls, a loop pass). A
+        signal handler may raise out of the wait.
+        """
+        sock = self._socket()
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
+        parser = http1.ReplyParser(head_request=head_request)
+        self.waiting = True
+        try:
+            while True:
+                self._poller.poll()
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except BlockingIOError:
+                    continue
+                reply = parser.feed(data) if data else parser.eof()
+                if reply is not None:
+                    return self._done(reply)
+        except OSError as exc:
+            self.close()
+            raise RuntimeAPIError(f"reading from the Runtime API failed: {exc}") from exc
+        except BaseException:
+            self.close()  # a reply half read (or a signal during the wait): this connection is done
+            raise
+        finally:
+            self.waiting = False
+
+    def _socket(self) -> socket.socket:
+        if self.sock is None:
+            raise RuntimeAPIError("the connection to the Runtime API is closed")
+        return self.sock
+
+    def _done(self, reply: Reply) -> Reply:
         if reply.keep_alive:
             self.reusable = True
         else:
@@ -218,17 +270,29 @@ def _advance(pending: deque[bytes | memoryview], sent: int) -> None:
 class RuntimeClient:
     """The Runtime API calls one worker makes, over its own connection."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, blocking: bool = False) -> None:
         self.connection = _Connection(address)
-        self._heads: dict[APIRequest, bytes] = {}  # request heads of calls made more than once (next)
+        #: wait for replies by blocking the thread (see :meth:`_Connection.read_reply_blocking`)
+        self.blocking = blocking and hasattr(select, "poll")
+        self._fields: dict[tuple[tuple[str, str], ...], bytes] = {}  # header lines per kind of call
+        self._heads: dict[APIRequest, bytes] = {}  # whole heads of calls made more than once (next)
 
     def head(self, request: APIRequest, body_length: int | None) -> bytes:
-        return http1.request_head(
-            request.method, request.path, self.connection.address, request.headers, body_length
-        )
+        fields = self._fields.get(request.headers)
+        if fields is None:
+            fields = http1.header_fields(self.connection.address, request.headers)
+            if len(self._fields) < 16:
+                self._fields[request.headers] = fields
+        line = http1.request_line(request.method, request.path)
+        return line + fields + http1.length_field(request.method, body_length)
 
     async def call(self, request: APIRequest) -> Reply:
         """Send a request with a complete body and read the reply; check the expected status."""
+        await self.send(request)
+        return await self.reply(request)
+
+    async def send(self, request: APIRequest) -> None:
+        """The first half of :meth:`call`: the request is on the wire when this returns."""
         conn = self.connection
         await conn.ensure()
         body = request.body or b""
@@ -238,7 +302,14 @@ class RuntimeClient:
             if not body and len(self._heads) < 8:
                 self._heads[request] = head
         await conn.send((head, body) if body else (head,))
-        reply = await conn.read_reply(head_request=request.method == "HEAD")
+
+    async def reply(self, request: APIRequest) -> Reply:
+        """The second half of :meth:`call`: the reply, checked against the status ``request`` expects."""
+        head_request = request.method == "HEAD"
+        if self.blocking:
+            reply = self.connection.read_reply_blocking(head_request=head_request)
+        else:
+            reply = await self.connection.read_reply(head_request=head_request)
         if reply.status != request.expected_status:
             raise RuntimeAPIStatusError(request.method, request.path, reply.status, reply.body)
         return reply
@@ -248,7 +319,12 @@ class RuntimeClient:
         delay = _BACKOFF_START
         for attempt in range(1, _NEXT_ATTEMPTS + 1):
             try:
-                reply = await self.call(_NEXT)
+                await self.send(_NEXT)
+                if self.blocking:
+                    # One pass of the event loop before the wait, so that tasks the last invocation left
+                    # ready (a fire-and-forget upload) take their next step before the sandbox freezes.
+                    await asyncio.sleep(0)
+                reply = await self.reply(_NEXT)
                 return Invocation.from_next(reply.headers, reply.body)
             except RuntimeAPIStatusError as exc:
                 if exc.status < 500 or attempt == _NEXT_ATTEMPTS:
@@ -265,7 +341,7 @@ class RuntimeClient:
         raise AssertionError("unreachable")
 
     def open_stream(self, request: APIRequest) -> StreamingPost:
-        return StreamingPost(self.connection, request, self.head(request, None))
+        return StreamingPost(self, request, self.head(request, None))
 
     def close(self) -> None:
         self.connection.close()
@@ -283,8 +359,9 @@ class StreamingPost:
     last chunk and the trailers; :meth:`finish` reads Lambda's answer (202).
     """
 
-    def __init__(self, connection: _Connection, request: APIRequest, head: bytes) -> None:
-        self.connection = connection
+    def __init__(self, client: RuntimeClient, request: APIRequest, head: bytes) -> None:
+        self.client = client
+        self.connection = client.connection
         self.request = request
         self._head: bytes | None = head
         self._held = False
@@ -327,10 +404,7 @@ class StreamingPost:
         await self.connection.send(pieces)
 
     async def finish(self) -> Reply:
-        reply = await self.connection.read_reply()
-        if reply.status != self.request.expected_status:
-            raise RuntimeAPIStatusError(self.request.method, self.request.path, reply.status, reply.body)
-        return reply
+        return await self.client.reply(self.request)
 
 
 class LambdaRuntime:
@@ -339,16 +413,28 @@ class LambdaRuntime:
     >>> asyncio.run(LambdaRuntime(app, Config.from_env()).serve())  # doctest: +SKIP
     """
 
-    def __init__(self, app: ASGIApp, config: Config, *, handle_signals: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Config,
+        *,
+        handle_signals: bool = True,
+        blocking_waits: bool | None = None,
+    ) -> None:
         if not config.runtime_api:
             raise RuntimeAPIError("AWS_LAMBDA_RUNTIME_API is not set: run this inside Lambda, or use serve")
         self.app = app
         self.config = config
         self.handle_signals = handle_signals
+        # One worker waits for Lambda's replies by blocking (cheaper, and what AWS's own clients do); pass
+        # False when the Runtime API is served from this same event loop (the `invoke` command).
+        self.blocking_waits = config.max_concurrency == 1 if blocking_waits is None else blocking_waits
         self.lifespan: Lifespan = make_lifespan(app, config.lifespan)
         self._fatal: BaseException | None = None
         self._warned_buffered_only = False
         self._context_env = LambdaContext.environment()
+        self._workers: list[asyncio.Task[None]] = []
+        self._clients: list[RuntimeClient] = []
         self.invocations = 0
 
     async def serve(self) -> None:
@@ -367,11 +453,9 @@ class LambdaRuntime:
     async def _serve_invocations(self) -> None:
         loop = asyncio.get_running_loop()
         helpers: list[asyncio.Task[None]] = []
-        workers: list[asyncio.Task[None]] = []
-        signals = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
+        workers = self._workers
+        previous = self._catch_signals(loop) if self.handle_signals else {}
         try:
-            for signum in signals:
-                loop.add_signal_handler(signum, self._stop, signum, workers)
             if self._lifespan_active():
                 registered = loop.create_future()
                 helpers.append(loop.create_task(self._enable_sigterm(registered)))
@@ -381,15 +465,29 @@ class LambdaRuntime:
             workers.extend(loop.create_task(self._worker()) for _ in range(self.config.max_concurrency))
             await asyncio.gather(*workers, return_exceptions=True)
         finally:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             for task in (*workers, *helpers):
                 task.cancel()
             await asyncio.gather(*workers, *helpers, return_exceptions=True)
 
-    def _stop(self, signum: int, workers: list[asyncio.Task[None]]) -> None:
+    def _catch_signals(self, loop: asyncio.AbstractEventLoop) -> dict[int, Any]:
+        """SIGTERM (Lambda's shutdown) and SIGINT stop the workers; returns the handlers they replace.
+
+        Plain ``signal.signal`` handlers rather than the event loop's, because a worker blocked in a wait
+        for Lambda's reply does not run the loop: there the handler raises out of the wait.
+        """
+
+        def on_signal(signum: int, frame: object) -> None:
+            if any(client.connection.waiting for client in self._clients):
+                raise _Stopped(signum)
+            loop.call_soon_threadsafe(self._stop, signum)
+
+        return {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def _stop(self, signum: int) -> None:
         logger.info("received %s: shutting down", signal.Signals(signum).name)
-        for task in workers:
+        for task in self._workers:
             task.cancel()
 
     def _lifespan_active(self) -> bool:
@@ -408,14 +506,18 @@ class LambdaRuntime:
         try:
             try:
                 reply = await client.call(runtime_api.register_extension(_EXTENSION_NAME))
+                extension_id = (reply.header(b"lambda-extension-identifier") or b"").decode("latin-1")
+                # Lambda's init ends once the runtime and every extension have asked for their next event:
+                # ours asks before the runtime's first `next`.
+                poll = runtime_api.extension_next(extension_id)
+                await client.send(poll)
             except RuntimeAPIError as exc:
                 logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
                 return
             finally:
                 _resolve(registered)
-            extension_id = (reply.header(b"lambda-extension-identifier") or b"").decode("latin-1")
             with contextlib.suppress(RuntimeAPIError):  # a long poll that ends only with the sandbox
-                await client.call(runtime_api.extension_next(extension_id))
+                await client.reply(poll)
         finally:
             client.close()
 
@@ -427,11 +529,14 @@ class LambdaRuntime:
             client.close()
 
     async def _worker(self) -> None:
-        client = RuntimeClient(self.config.runtime_api)
+        client = RuntimeClient(self.config.runtime_api, blocking=self.blocking_waits)
+        self._clients.append(client)
         try:
             while True:
                 invocation = await client.next_invocation()
                 await self._handle_safely(client, invocation)
+        except _Stopped as stop:
+            logger.info("received %s: shutting down", signal.Signals(stop.signum).name)
         except RuntimeAPIError as exc:
             # Only this worker stops. The others may be streaming a response right now, or be about to
             # receive an invocation Lambda has already handed out: cancelling them would turn one
@@ -440,6 +545,7 @@ class LambdaRuntime:
             logger.error("Runtime API unusable, exiting so Lambda replaces the sandbox: %s", exc)
             self._fatal = self._fatal or exc
         finally:
+            self._clients.remove(client)
             client.close()
 
     async def _handle_safely(self, client: RuntimeClient, invocation: Invocation) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -68,26 +69,31 @@ def restore_next() -> APIRequest:
     return APIRequest("GET", f"/{API_VERSION}/runtime/restore/next", _base_headers(), b"", 200)
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._~-]+")
+
+
 def _invocation_path(request_id: str, action: str) -> str:
-    # The Node client URL-encodes the id (protocol.md 1.2); ids are UUIDs today, but a path must stay a path.
-    return f"/{API_VERSION}/runtime/invocation/{quote(request_id, safe='')}/{action}"
+    # The Node client URL-encodes the id; ids are UUIDs today, but a path must stay a path.
+    if not _PLAIN_ID.fullmatch(request_id):
+        request_id = quote(request_id, safe="")
+    return f"/{API_VERSION}/runtime/invocation/{request_id}/{action}"
+
+
+# Headers as AWS's Node client sends them (shared golden captures): the response mode, the prelude content
+# type and one ``Trailer`` line per trailer.
+_STREAMING_HEADERS = (
+    *_base_headers(),
+    (RESPONSE_MODE, "streaming"),
+    ("Content-Type", PRELUDE_CONTENT_TYPE),
+    ("Transfer-Encoding", "chunked"),
+    ("Trailer", ERROR_TYPE_TRAILER),
+    ("Trailer", ERROR_BODY_TRAILER),
+)
 
 
 def streaming_response(request_id: str) -> APIRequest:
-    """The streaming ``POST .../response``: chunked body, error trailers declared up front.
-
-    Headers as AWS's Node client sends them (shared golden captures): the response mode, the prelude
-    content type and one ``Trailer`` line per trailer.
-    """
-    headers = (
-        *_base_headers(),
-        (RESPONSE_MODE, "streaming"),
-        ("Content-Type", PRELUDE_CONTENT_TYPE),
-        ("Transfer-Encoding", "chunked"),
-        ("Trailer", ERROR_TYPE_TRAILER),
-        ("Trailer", ERROR_BODY_TRAILER),
-    )
-    return APIRequest("POST", _invocation_path(request_id, "response"), headers, None)
+    """The streaming ``POST .../response``: chunked body, error trailers declared up front."""
+    return APIRequest("POST", _invocation_path(request_id, "response"), _STREAMING_HEADERS, None)
 
 
 def buffered_response(request_id: str, payload: Any) -> APIRequest:
@@ -171,23 +177,20 @@ class Invocation:
     @classmethod
     def from_next(cls, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Invocation:
         """Build from the raw ``next`` reply. A reply without a request id is a Runtime API fault."""
-        found = {bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1") for k, v in headers}
-        request_id = found.get(REQUEST_ID, "")
+        found = {bytes(k).lower(): v for k, v in headers}
+        request_id = _text(found, REQUEST_ID)
         if not request_id:
             raise RuntimeAPIError(f"next reply carries no {REQUEST_ID} header")
-        try:
-            deadline_ms = int(found.get(DEADLINE_MS, "0"))
-        except ValueError:
-            deadline_ms = 0
+        deadline = found.get(_DEADLINE_MS_KEY, b"")
         return cls(
             request_id=request_id,
-            deadline_ms=deadline_ms,
+            deadline_ms=int(deadline) if deadline.isdigit() else 0,
             event=body,
-            invoked_function_arn=found.get(FUNCTION_ARN, ""),
-            trace_id=found.get(TRACE_ID, ""),
-            client_context=found.get(CLIENT_CONTEXT, ""),
-            cognito_identity=found.get(COGNITO_IDENTITY, ""),
-            tenant_id=found.get(TENANT_ID, ""),
+            invoked_function_arn=_text(found, FUNCTION_ARN),
+            trace_id=_text(found, TRACE_ID),
+            client_context=_text(found, CLIENT_CONTEXT),
+            cognito_identity=_text(found, COGNITO_IDENTITY),
+            tenant_id=_text(found, TENANT_ID),
         )
 
     def remaining_ms(self, now_ms: float | None = None) -> int:
@@ -196,6 +199,14 @@ class Invocation:
             return 0
         now = time.time() * 1000 if now_ms is None else now_ms
         return max(0, int(self.deadline_ms - now))
+
+
+_DEADLINE_MS_KEY = DEADLINE_MS.encode()
+
+
+def _text(found: Mapping[bytes, bytes], name: str) -> str:
+    value = found.get(name.encode())
+    return "" if value is None else bytes(value).decode("latin-1")
 
 
 class CognitoIdentity:
