@@ -82,6 +82,10 @@ class _Stopped(BaseException):
         self.signum = signum
 
 
+class _StaleConnection(RuntimeAPIError):
+    """A kept-alive connection turned out closed before the server read our request."""
+
+
 class _Connection:
     """One HTTP/1.1 connection to the Runtime API on a non-blocking socket."""
 
@@ -97,12 +101,20 @@ class _Connection:
         self._pending: deque[bytes | memoryview] = deque()
         self._poller: Any = None  # select.poll() on the socket, for blocking waits
         self.waiting = False  # blocked in read_reply_blocking (a signal handler then raises out of it)
+        self.reused = False  # the exchange in progress runs on a connection kept from an earlier one
 
-    async def ensure(self) -> None:
-        """Have an open, idle connection: reuse the current one unless the server dropped it."""
-        if self.sock is not None and self.reusable and not self._peer_closed():
+    async def ensure(self, *, check_peer: bool = True) -> None:
+        """Have an open, idle connection: reuse the current one unless the server dropped it.
+
+        ``check_peer=False`` skips the look for a close the server already sent (one system call): for
+        requests that may simply be sent again when the reused connection turns out to be gone
+        (:class:`_StaleConnection`).
+        """
+        if self.sock is not None and self.reusable and not (check_peer and self._peer_closed()):
             self.reusable = False  # an exchange starts
+            self.reused = True
             return
+        self.reused = False
         self.close()
         try:
             self.sock = await self._connect()
@@ -166,10 +178,15 @@ class _Connection:
                     sent = sock.sendmsg(pending)
                 except BlockingIOError:
                     return False
-                _advance(pending, sent)
+                if sent == sum(map(len, pending)):
+                    pending.clear()  # the common case: the kernel took it all
+                else:
+                    _advance(pending, sent)
         except OSError as exc:
+            stale = self.reused and isinstance(exc, (BrokenPipeError, ConnectionResetError))
             self.close()
-            raise RuntimeAPIError(f"writing to the Runtime API failed: {exc}") from exc
+            error = _StaleConnection if stale else RuntimeAPIError
+            raise error(f"writing to the Runtime API failed: {exc}") from exc
         return True
 
     async def _drain(self) -> None:
@@ -192,18 +209,16 @@ class _Connection:
         sock = self._socket()
         parser = http1.ReplyParser(head_request=head_request)
         loop = asyncio.get_running_loop()
+        received = 0
         try:
             while True:
                 data = await loop.sock_recv(sock, _RECV_SIZE)
+                received += len(data)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
                     return self._done(reply)
-        except OSError as exc:
-            self.close()
-            raise RuntimeAPIError(f"reading from the Runtime API failed: {exc}") from exc
-        except RuntimeAPIError:
-            self.close()
-            raise
+        except (OSError, RuntimeAPIError) as exc:
+            raise self._read_failed(exc, received) from exc
 
     def read_reply_blocking(self, *, head_request: bool = False) -> Reply:
         """The reply to the request just sent, blocking the thread (and so the event loop) until it comes.
@@ -218,6 +233,7 @@ class _Connection:
             self._poller = select.poll()
             self._poller.register(sock.fileno(), select.POLLIN)
         parser = http1.ReplyParser(head_request=head_request)
+        received = 0
         self.waiting = True
         try:
             while True:
@@ -226,17 +242,27 @@ class _Connection:
                     data = sock.recv(_RECV_SIZE)
                 except BlockingIOError:
                     continue
+                received += len(data)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
                     return self._done(reply)
-        except OSError as exc:
-            self.close()
-            raise RuntimeAPIError(f"reading from the Runtime API failed: {exc}") from exc
+        except (OSError, RuntimeAPIError) as exc:
+            raise self._read_failed(exc, received) from exc
         except BaseException:
             self.close()  # a reply half read (or a signal during the wait): this connection is done
             raise
         finally:
             self.waiting = False
+
+    def _read_failed(self, exc: BaseException, received: int) -> RuntimeAPIError:
+        self.close()
+        if self.reused and not received and not isinstance(exc, RuntimeAPIStatusError):
+            # Closed or reset before a single byte of reply, on a connection kept from an earlier exchange:
+            # the server had dropped it (an idle timeout, or a close after a streamed response).
+            return _StaleConnection(f"the Runtime API had closed the kept connection: {exc}")
+        if isinstance(exc, RuntimeAPIError):
+            return exc
+        return RuntimeAPIError(f"reading from the Runtime API failed: {exc}")
 
     def _socket(self) -> socket.socket:
         if self.sock is None:
@@ -294,7 +320,7 @@ class RuntimeClient:
     async def send(self, request: APIRequest) -> None:
         """The first half of :meth:`call`: the request is on the wire when this returns."""
         conn = self.connection
-        await conn.ensure()
+        await conn.ensure(check_peer=request.method != "GET")
         body = request.body or b""
         head = self._heads.get(request) if not body else None
         if head is None:
@@ -304,12 +330,18 @@ class RuntimeClient:
         await conn.send((head, body) if body else (head,))
 
     async def reply(self, request: APIRequest) -> Reply:
-        """The second half of :meth:`call`: the reply, checked against the status ``request`` expects."""
-        head_request = request.method == "HEAD"
-        if self.blocking:
-            reply = self.connection.read_reply_blocking(head_request=head_request)
-        else:
-            reply = await self.connection.read_reply(head_request=head_request)
+        """The second half of :meth:`call`: the reply, checked against the status ``request`` expects.
+
+        A GET whose kept connection turns out to be gone before any reply is sent again, once, on a new
+        connection: the server never read it (for a POST nothing is sent twice; its caller reports it).
+        """
+        try:
+            reply = await self._read(request)
+        except _StaleConnection:
+            if request.method != "GET":
+                raise
+            await self.send(request)
+            reply = await self._read(request)
         if reply.status != request.expected_status:
             raise RuntimeAPIStatusError(request.method, request.path, reply.status, reply.body)
         return reply
@@ -339,6 +371,12 @@ class RuntimeClient:
             await asyncio.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+    async def _read(self, request: APIRequest) -> Reply:
+        head_request = request.method == "HEAD"
+        if self.blocking:
+            return self.connection.read_reply_blocking(head_request=head_request)
+        return await self.connection.read_reply(head_request=head_request)
 
     def open_stream(self, request: APIRequest) -> StreamingPost:
         return StreamingPost(self, request, self.head(request, None))
