@@ -165,3 +165,53 @@ def test_relative_links_and_anchors_resolve(page: str) -> None:
         assert path.exists(), f"{page} links to {target}, which does not exist"
         if anchor and path.suffix == ".md":
             assert anchor in _anchors(path.read_text()), f"{page} links to {target}#{anchor}: no such heading"
+
+
+# --- the repository stands alone ------------------------------------------------------------------------
+
+# Team notes that live outside the repository; code, docstrings and docs cite docs/ or public sources.
+_OUTSIDE_NOTES = re.compile(r"(^|[^-/\w])(protocol|lessons|design)\.md|/work/shared", flags=re.M)
+# Files that still cite them, owned by work in progress elsewhere: this list may only shrink.
+NOT_YET_UPDATED = frozenset(
+    {
+        "lambda_asgi_stream/_types.py",
+        "lambda_asgi_stream/adapter.py",
+        "lambda_asgi_stream/config.py",
+        "lambda_asgi_stream/cycle.py",
+        "lambda_asgi_stream/deploy/exec-wrapper",
+        "lambda_asgi_stream/emulator.py",
+        "lambda_asgi_stream/encoder.py",
+        "lambda_asgi_stream/events/_common.py",
+        "lambda_asgi_stream/events/build.py",
+        "lambda_asgi_stream/events/parse.py",
+        "lambda_asgi_stream/events/v1.py",
+        "lambda_asgi_stream/events/v2.py",
+        "lambda_asgi_stream/local_api.py",
+        "lambda_asgi_stream/runtime.py",
+        "lambda_asgi_stream/runtime_api.py",
+        "tests/events/corpus/rest_encoded_path.json",
+        "tests/events/test_roundtrip.py",
+        "tests/events/test_vs_mangum.py",
+        "tests/test_encoder.py",
+    }
+)
+
+
+def _repository_files() -> list[Path]:
+    files = [ROOT / "README.md", *(ROOT / ".ci").glob("*")]
+    for folder in ("lambda_asgi_stream", "tests", "examples", "bench", "docs"):
+        files += [p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return files
+
+
+def test_nothing_cites_notes_outside_the_repository() -> None:
+    citing = set()
+    for path in _repository_files():
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        if _OUTSIDE_NOTES.search(text):
+            citing.add(path.relative_to(ROOT).as_posix())
+    new = citing - NOT_YET_UPDATED - {"tests/test_readme.py"}
+    assert new == set(), f"cite docs/*.md or a public AWS/ASGI/RFC source instead, in: {sorted(new)}"
