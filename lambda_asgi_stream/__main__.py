@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 
 from ._errors import AppImportError, ConfigError, LambdaAsgiStreamError
 from ._types import STREAMING_INTEGRATIONS
+from ._version import __version__
 from .padding import padding_alphabet
 
 logger = logging.getLogger("lambda_asgi_stream")
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="lambda-asgi-stream",
         description="Stream an ASGI app from AWS Lambda.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="serve the app from the Lambda Runtime API (inside Lambda)")
@@ -141,17 +144,32 @@ def _import(target: str | None) -> Any:
     return import_app(resolved)
 
 
+#: What ``serve`` imports beyond the core, and the extra that brings it.
+_SERVE_NEEDS = ("uvicorn",)
+LOCAL_EXTRA_HINT = "pip install 'lambda-asgi-stream[local]' (in a checkout: pip install -e '.[local]')"
+
+
+def _missing(modules: Sequence[str]) -> str | None:
+    """The first of ``modules`` that cannot be imported, or None."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # Checked before anything else: the emulator imports uvicorn lazily, so without this a user who
+    # installed only the core gets a ModuleNotFoundError traceback halfway through starting up.
+    missing = _missing(_SERVE_NEEDS)
+    if missing is not None:
+        print(f"error: serve needs {missing}, from the local extra: {LOCAL_EXTRA_HINT}", file=sys.stderr)
+        return 1
     import anyio
 
-    try:
-        from .emulator import EmulatorOptions, serve
-    except ImportError as exc:
-        print(
-            f"error: serve needs the local extra: pip install 'lambda-asgi-stream[local]' ({exc})",
-            file=sys.stderr,
-        )
-        return 1
+    from .emulator import EmulatorOptions, serve
+
     _setup_logging("INFO")
     logging.getLogger("lambda_asgi_stream.emulator").setLevel("INFO")
     streams = args.integration in STREAMING_INTEGRATIONS

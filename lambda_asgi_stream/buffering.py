@@ -2,18 +2,18 @@
 
 Used by the local emulator and the test transport, so that a laptop shows what production users see.
 
-Hold-back of small writes (protocol.md 6.3, lessons.md ask 2): Lambda does not forward each write of a
-streamed response at once. Writes smaller than a threshold sit in the service until more data arrives or
-the response ends. The threshold is not documented: users measured about 100 KB
+Hold-back of small writes (docs/wire-protocol.md, "Lambda's hold-back of small writes"): Lambda does not
+forward each write of a streamed response at once. Writes smaller than a threshold sit in the service
+until more data arrives or the response ends. The threshold is not documented: users measured about 100 KB
 (betterdev.blog 2023-09, "make each chunk at least 100 KB"; aws-lambda-nodejs-runtime-interface-client
 #102) and, in other setups, about 16 KB (H4ad/serverless-adapter#166). The model here is the simplest
 one consistent with those reports: bytes are released to the client only once ``threshold`` bytes are
 pending, or when the response ends. It is a model, not a measurement of today's service; the default
 (100 KiB) is the pessimistic end of the reports, so that what streams here streams there.
 
-Bandwidth (protocol.md 6.2): the first 6 MB of a streamed response are uncapped, then Lambda sends at
-most 2 MB/s (docs "Bandwidth limits for response streaming"; the RIE's token bucket uses 6 MiB burst and
-2 MiB/s, which is what :class:`Bandwidth` implements).
+Bandwidth (docs/wire-protocol.md, "Limits"): the first 6 MB of a streamed response are uncapped, then
+Lambda sends at most 2 MB/s (AWS docs, "Bandwidth limits for response streaming"; the Runtime Interface
+Emulator's token bucket uses 6 MiB burst and 2 MiB/s, which is what :class:`Bandwidth` implements).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BufferingMode = Literal["lambda", "off"]
 BUFFERING_MODES: tuple[BufferingMode, ...] = ("lambda", "off")
 DEFAULT_THRESHOLD = 100 * 1024
 
-MAX_STREAMED_BYTES = 200 * 1024 * 1024  # Lambda's streamed response limit since 2025-07-31 (protocol.md 6.1)
+MAX_STREAMED_BYTES = 200 * 1024 * 1024  # Lambda's streamed response limit since 2025-07-31 (AWS docs)
 BANDWIDTH_BURST = 6 * 1024 * 1024
 BANDWIDTH_RATE = 2 * 1024 * 1024  # bytes per second
 

@@ -3,10 +3,11 @@
 * :func:`format_event` writes one event with ``event``/``id``/``retry`` fields (WHATWG HTML, "Server-sent
   events", 9.2.6), splitting multi-line data into several ``data:`` lines as the format requires.
 * Heartbeats: API Gateway closes a streamed response after an idle time (30 s for edge-optimized REST
-  endpoints, 5 min for regional and private ones; protocol.md 5), and CloudFront in front of a Function URL
-  has a 30 s origin read timeout by default. When an SSE response has been silent for ``heartbeat_s``, the
-  runtime writes a comment line (``: heartbeat``), which every SSE client ignores. Combined with the
-  padding flusher it reaches the client at once.
+  endpoints, 5 min for regional and private ones: API Gateway developer guide, "Stream the integration
+  response for your proxy integrations"; docs/wire-protocol.md, "Limits"), and CloudFront in front of a
+  Function URL has a 30 s origin read timeout by default. When an SSE response has been silent for
+  ``heartbeat_s``, the runtime writes a comment line (``: heartbeat``), which every SSE client ignores.
+  Combined with the padding flusher it reaches the client at once.
 * A terminal event, opt-in: when the app fails or runs out of time mid-stream, the runtime writes
   ``event: error`` with a JSON ``data`` line before ending the stream with the error trailers, so a browser
   can tell a cut stream from a finished one (Lambda does not forward the trailers to HTTP clients).

@@ -40,7 +40,15 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.from_thread
-import httpx
+
+try:
+    import httpx
+except ImportError as _exc:  # say what to install, rather than a bare "No module named 'httpx'"
+    raise ModuleNotFoundError(
+        "lambda_asgi_stream.testing needs httpx, from the local extra: pip install "
+        "'lambda-asgi-stream[local]' (in a checkout: pip install -e '.[local]')",
+        name=_exc.name,
+    ) from _exc
 
 from ._errors import RuntimeAPIError, StreamTruncatedError
 from ._types import INTEGRATIONS, STREAMING_INTEGRATIONS, ASGIApp, Headers, Integration

@@ -337,19 +337,41 @@ async def test_sys_exit_in_the_app_is_an_app_failure() -> None:
     assert error is not None and "sys.exit(3)" in error[1]["errorMessage"]
 
 
-async def test_a_real_cancellation_still_goes_through() -> None:
+@pytest.mark.parametrize("how", ["cancel scope", "task.cancel()"])
+async def test_a_real_cancellation_still_goes_through(how: str) -> None:
+    # A cancellation someone asked for (SIGTERM's cancel scope, a server's task.cancel()) must come out of
+    # the cycle as a cancellation, never be turned into an app failure and swallowed.
+    import asyncio
+
     started = anyio.Event()
+    outcome: list[str] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         started.set()
         await anyio.sleep_forever()
 
-    with anyio.CancelScope() as outer:
-        async with anyio.create_task_group() as group:
-            group.start_soon(run_streaming, app)
-            await started.wait()
-            outer.cancel()
-    assert outer.cancelled_caught
+    async def serve() -> None:
+        try:
+            await run_streaming(app)
+        except anyio.get_cancelled_exc_class():
+            outcome.append("cancelled")
+            raise
+        outcome.append("returned")
+
+    if how == "cancel scope":
+        with anyio.CancelScope() as outer:
+            async with anyio.create_task_group() as group:
+                group.start_soon(serve)
+                await started.wait()
+                outer.cancel()
+        assert outer.cancelled_caught
+    else:
+        task = asyncio.ensure_future(serve())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert outcome == ["cancelled"]
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_every_error_is_in_one_tree() -> None:
         assert issubclass(error, lambda_asgi_stream.LambdaAsgiStreamError), error
 
 
-# Modules that must never load on the Lambda cold path (design.md 1).
+# Modules that must never load on the Lambda cold path (docs/architecture.md, "Layers").
 FORBIDDEN = (
     "httpx",
     "uvicorn",
@@ -98,8 +98,8 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_sans_io_core_imports_nothing_async() -> None:
-    # The core (design.md 1) turns values into values; only the glue and the shells may do I/O, and the
-    # core's relative imports stay inside the core.
+    # The core (docs/architecture.md, "Layers") turns values into values; only the glue and the shells
+    # may do I/O, and the core's relative imports stay inside the core.
     package = Path(lambda_asgi_stream.__file__).parent
     files = [package / name for name in CORE if name.endswith(".py")]
     files += list((package / "events").glob("*.py"))

@@ -1,4 +1,4 @@
-"""A small Starlette app that streams: the example behind the README's first command.
+"""A small Starlette app that streams: the README's ``invoke`` example and the deploy scripts' test app.
 
     lambda-asgi-stream invoke examples.hello.app:app --event examples/hello/event.json
 

@@ -17,7 +17,7 @@ from .request import Request
 def parse_event(event: Any, context: Any = None, *, base_path: str = "") -> Request:
     """Turn a Lambda invocation event into a :class:`Request`.
 
-    >>> req = parse_event({"version": "2.0", "rawPath": "/hi", ...})  # doctest: +SKIP
+    >>> req = parse_event({"version": "2.0", "rawPath": "/hi", "requestContext": {"http": {"method": "GET"}}})
     >>> req.scope["path"]
     '/hi'
 

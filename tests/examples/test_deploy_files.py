@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -67,13 +68,48 @@ def test_sam_template_streams_through_a_function_url_with_our_wrapper(example: s
     assert env["LAMBDA_ASGI_STREAM_INVOKE_MODE"] == "RESPONSE_STREAM"
 
 
+def _serverless(example: str) -> tuple[dict[str, Any], str]:
+    text = (ROOT / "examples" / example / "serverless.yml").read_text()
+    return yaml.load(text, Loader=_Loader), text
+
+
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_serverless_file_uses_rest_stream_mode(example: str) -> None:
-    doc = yaml.load((ROOT / "examples" / example / "serverless.yml").read_text(), Loader=_Loader)
-    text = json.dumps(doc)
-    assert '"ResponseTransferMode": "STREAM"' in text
-    assert "response-streaming-invocations" in text
+def test_serverless_file_streams_every_http_event(example: str) -> None:
+    # Serverless Framework v4.25.0+: `response: transferMode: STREAM` on the http event, proxy
+    # integrations only, never with `async` (the framework is not installable here: structure only).
+    doc, _ = _serverless(example)
+    assert doc["frameworkVersion"] == ">=4.25.0"
     assert doc["provider"]["environment"]["AWS_LAMBDA_EXEC_WRAPPER"].endswith("deploy/exec-wrapper")
+    assert doc["provider"]["environment"]["LAMBDA_ASGI_STREAM_INVOKE_MODE"] == "RESPONSE_STREAM"
+    events = [e["http"] for f in doc["functions"].values() for e in f["events"]]
+    assert {e["path"] for e in events} == {"/", "/{proxy+}"}
+    for event in events:
+        assert event["response"] == {"transferMode": "STREAM"}
+        assert event.get("integration", "lambda-proxy") in ("lambda-proxy", "aws_proxy")
+        assert "async" not in event
+    assert "resources" not in doc  # the CloudFormation override is only a commented fallback
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_serverless_fallback_for_older_versions_overrides_both_methods(example: str) -> None:
+    _, text = _serverless(example)
+    lines = text.splitlines()
+    start = lines.index("# resources:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    fallback = yaml.load("\n".join(block), Loader=_Loader)
+    methods = fallback["resources"]["extensions"]
+    assert set(methods) == {"ApiGatewayMethodAny", "ApiGatewayMethodProxyVarAny"}
+    for method in methods.values():
+        integration = method["Properties"]["Integration"]
+        assert integration["ResponseTransferMode"] == "STREAM"
+        assert (
+            "/2021-11-15/functions/${AppLambdaFunction.Arn}/response-streaming-invocations"
+            in (integration["Uri"])
+        )
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

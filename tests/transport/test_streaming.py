@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
+from lambda_asgi_stream.padding import PaddingPolicy
+from lambda_asgi_stream.sse import format_event
 from lambda_asgi_stream.testing import LambdaInfo, LambdaTransport
 
 from .apps import Probe, fastapi_app
@@ -264,3 +268,35 @@ async def test_concurrent_and_nested_streams_on_one_client() -> None:
     assert bodies == {"a": b"000000111111222222", "b": b"000000111111222222333333444444", "c": b"000000"}
     assert (first, rest) == (b"000000", b"111111")
     assert inner_body == b'{"hello":"lambda","q":""}'
+
+
+async def test_idle_padding_waits_for_a_pause_not_for_the_next_write() -> None:
+    # The flusher pads only once no write came for `idle_ms` (a debounce), so a burst of writes costs no
+    # padding. Through this transport each write is handed to the client before the next one is made,
+    # so the app yields to the event loop between writes and the flusher gets to run in the middle of
+    # the burst: a flusher that padded as soon as it woke up would pad there.
+    events = [format_event(f"token {i}") for i in range(20)]
+    padded = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for event in events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await padded.wait()  # the pause: now, and only now, padding is due
+        await send({"type": "http.response.body", "body": b"data: end\n\n"})
+
+    policy = PaddingPolicy(mode="idle", idle_ms=300, threshold=4096)
+    chunks: list[bytes] = []
+    async with httpx.AsyncClient(transport=LambdaTransport(app, padding=policy), base_url=BASE_URL) as client:
+        with anyio.fail_after(LIMIT):
+            async with client.stream("GET", "/") as response:
+                async for chunk in response.aiter_raw():
+                    chunks.append(chunk)
+                    if chunk.startswith(b":"):
+                        padded.set()
+    pads = [i for i, chunk in enumerate(chunks) if chunk.startswith(b":")]
+    assert chunks[: len(events)] == events, "padding came in the middle of the burst"
+    assert pads == [len(events)]  # once, after the last write of the burst
+    assert len(b"".join(events)) + len(chunks[len(events)]) == 4096  # just enough to reach the threshold
+    assert chunks[-1] == b"data: end\n\n"
