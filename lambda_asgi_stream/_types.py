@@ -22,7 +22,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Where the event came from. It decides the prelude shape and the buffered response shape.
 Integration = Literal["function-url", "http-api", "rest", "alb"]
 INTEGRATIONS: tuple[Integration, ...] = ("function-url", "http-api", "rest", "alb")
-# Those Lambda can stream a response through (protocol.md 4.2, 4.4: HTTP APIs and ALB invoke buffered only).
+# Those Lambda can stream a response through (HTTP APIs and ALB invoke buffered only: docs/wire-protocol.md,
+# "Event formats").
 STREAMING_INTEGRATIONS: tuple[Integration, ...] = ("function-url", "rest")
 
 # ASGI lifespan handling: `auto` uses it when the app supports it, `on` requires it, `off` skips it.

@@ -2,7 +2,7 @@
 
 The invoke mode is configured, never guessed: Lambda does not tell a function whether its Function URL or
 API Gateway integration streams (aws-lambda-go PR #503), and a mismatch fails in confusing ways
-(lessons.md 3.16). The values mirror the Function URL ``InvokeMode`` names so the two read alike.
+(docs/failure-policy.md). The values mirror the Function URL ``InvokeMode`` names so the two read alike.
 """
 
 from __future__ import annotations

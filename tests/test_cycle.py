@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 import anyio
 import pytest
 
 from lambda_asgi_stream import PreludeTooLargeError
+from lambda_asgi_stream import cycle as cycle_module
 from lambda_asgi_stream._types import Message, Receive, Scope, Send
 from lambda_asgi_stream.cycle import BufferedResponder, HTTPCycle, PlainWriter, StreamingResponder
 from lambda_asgi_stream.encoder import decode_stream, read_error_trailers
@@ -199,9 +202,18 @@ async def test_prelude_too_large_becomes_a_500() -> None:
     assert error is not None and error[0] == "Function.PreludeTooLarge"
 
 
-async def test_deadline_before_start_is_504_with_timeout_trailer() -> None:
+@pytest.fixture(params=["anyio scope", "asyncio timer"])
+def deadline_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the cycle enforces a deadline: an anyio cancel scope when the process has anyio loaded
+    (as here, under pytest's anyio plugin), else a plain timer that cancels the task."""
+    if request.param == "asyncio timer":
+        monkeypatch.setattr(cycle_module, "_anyio_cancel_scope", lambda: None)
+    return str(request.param)
+
+
+async def test_deadline_before_start_is_504_with_timeout_trailer(deadline_strategy: str) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await anyio.sleep_forever()
+        await asyncio.sleep(10)
 
     recorder, result = await run_streaming(app, deadline=anyio.current_time() + 0.05)
     status, _, _, error = recorder.decoded()
@@ -210,16 +222,69 @@ async def test_deadline_before_start_is_504_with_timeout_trailer() -> None:
     assert result.end == "timeout"
 
 
-async def test_deadline_mid_stream_keeps_bytes_and_sends_timeout_trailer() -> None:
+async def test_deadline_mid_stream_keeps_bytes_and_sends_timeout_trailer(deadline_strategy: str) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(start())
         await send(body(b"tick", more=True))
-        await anyio.sleep_forever()
+        await asyncio.sleep(10)
 
     recorder, _ = await run_streaming(app, deadline=anyio.current_time() + 0.05)
     status, _, text, error = recorder.decoded()
     assert (status, text) == (200, b"tick")
     assert error is not None and error[0] == "Function.Timeout"
+
+
+async def test_deadline_stops_an_app_that_never_yields(deadline_strategy: str) -> None:
+    # send() returns without suspending when the bytes are taken at once, so neither the timer nor the
+    # cancel scope ever gets a chance: the deadline is checked on send() itself.
+    sent: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        for n in range(400):
+            time.sleep(0.001)  # noqa: ASYNC251 (CPU work, or a blocking call: the point of the test)
+            await send(body(b"x" * 1024, more=True))
+            sent.append(n)
+        await send(body(b""))
+
+    recorder, result = await run_streaming(app, deadline=anyio.current_time() + 0.05)
+    status, _, text, error = recorder.decoded()
+    assert result.end == "timeout"
+    assert status == 200 and error is not None and error[0] == "Function.Timeout"
+    assert len(sent) < 400 and len(text) == 1024 * len(sent)
+
+
+async def test_an_app_that_blocks_past_the_deadline_gets_504(deadline_strategy: str) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        time.sleep(0.08)  # noqa: ASYNC251 (past the deadline, without ever yielding)
+        await receive()
+        await send(start())
+        await send(body(b"too late"))
+
+    recorder, result = await run_streaming(app, deadline=anyio.current_time() + 0.05)
+    status, _, _, error = recorder.decoded()
+    assert (status, result.end) == (504, "timeout")
+    assert error is not None and error[0] == "Function.Timeout"
+
+
+async def test_a_timer_deadline_leaves_the_task_uncancelled() -> None:
+    # The timer takes its own cancellation back (Task.uncancel, 3.11+), as asyncio.timeout() does, so a
+    # later asyncio.timeout() in the same task still works.
+    cycle_module_timer = cycle_module._anyio_cancel_scope
+    try:
+        cycle_module._anyio_cancel_scope = lambda: None  # type: ignore[assignment]
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await asyncio.sleep(10)
+
+        await run_streaming(app, deadline=anyio.current_time() + 0.02)
+    finally:
+        cycle_module._anyio_cancel_scope = cycle_module_timer  # type: ignore[assignment]
+    task = asyncio.current_task()
+    assert task is not None
+    if hasattr(task, "cancelling"):
+        assert task.cancelling() == 0
+    await asyncio.wait_for(asyncio.sleep(0.001), 1)
 
 
 async def test_error_after_complete_is_logged_not_sent(caplog: pytest.LogCaptureFixture) -> None:
