@@ -15,13 +15,10 @@ import random
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
-import botocore.session
 import pytest
-from botocore.eventstream import EventStream, EventStreamBuffer
-from botocore.parsers import create_parser
+from botocore.eventstream import EventStreamBuffer
 
 from lambda_asgi_stream import eventstream
 from lambda_asgi_stream._errors import EventStreamFormatError
@@ -35,6 +32,8 @@ from lambda_asgi_stream.eventstream import (
     invoke_complete,
     payload_chunk,
 )
+
+from .botocore_streams import lambda_event_stream
 
 ALL_TYPES: dict[str, Any] = {
     "true": True,
@@ -115,24 +114,7 @@ def test_empty_payload_and_no_headers() -> None:
 
 def _lambda_event_stream(pieces: list[bytes]) -> list[dict[str, Any]]:
     """What boto3's ``response["EventStream"]`` yields for these bytes from the network."""
-    session = botocore.session.get_session()
-    model = session.get_service_model("lambda")
-    shape = model.operation_model("InvokeWithResponseStream").output_shape.members["EventStream"]
-
-    class Raw:
-        def stream(self) -> Iterator[bytes]:
-            yield from pieces
-
-        def close(self) -> None:
-            pass
-
-    # Exactly how botocore's rest-json parser builds ``response["EventStream"]`` for boto3.
-    parser = create_parser(model.protocol)
-    stream = parser._create_event_stream(  # type: ignore[attr-defined]
-        {"body": Raw(), "context": {"operation_name": "InvokeWithResponseStream"}}, shape
-    )
-    assert isinstance(stream, EventStream)
-    return list(stream)
+    return list(lambda_event_stream(pieces))
 
 
 def test_lambda_events_parse_with_the_lambda_service_model() -> None:
