@@ -128,6 +128,9 @@ async def serve(options: EmulatorOptions) -> None:
             lifespan="off",
             access_log=False,
             server_header=False,
+            # The client's X-Forwarded-* headers are data for the app, never the address that connected
+            # (uvicorn trusts them from 127.0.0.1 by default).
+            proxy_headers=False,
             http="h11",  # the same wire behaviour whether or not httptools is installed
             timeout_graceful_shutdown=1,
         )
