@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -17,6 +17,7 @@ import anyio.abc
 
 from .._types import Receive, Scope, Send
 from ..events.build import build_event
+from .invoke_api import InvokeAPI, Responder, route
 from .local_api import InvocationEvent, StreamData
 from .options import INIT_ALLOWANCE_S, MAX_REQUEST_BYTES, EmulatorOptions, host_port, say
 from .response import ClientResponse, RequestLog, plain_response
@@ -44,6 +45,7 @@ class FrontDoor:
         self.tasks = tasks
         self.port = port or options.port
         self.closing = False
+        self.invoke_api = InvokeAPI(self._invoke_on_free_sandbox, tasks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,9 +72,20 @@ class FrontDoor:
                 send, 413, f"Request body over Lambda's {MAX_REQUEST_BYTES} byte invoke payload limit\n"
             )
             return False
+        api = route(scope)
+        if api is not None:  # a Lambda Invoke API call: its body is the event
+            await self.invoke_api.serve(api, scope, body, receive, send, log)
+            return False
         event = json.dumps(self._event(scope, body)).encode("utf-8")
         sandbox = await self.pool.acquire()
-        return await self._invoke(sandbox, event, receive, send, log)
+        label = f"{log.method} {log.path}"
+        return await self._invoke(sandbox, event, receive, ClientResponse(send, log, self.options, label))
+
+    async def _invoke_on_free_sandbox(
+        self, event: bytes, receive: Receive, responder: Callable[[Sandbox], Responder]
+    ) -> bool:
+        sandbox = await self.pool.acquire()
+        return await self._invoke(sandbox, event, receive, responder(sandbox))
 
     def _event(self, scope: Scope, body: bytes) -> dict[str, Any]:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
@@ -91,12 +104,9 @@ class FrontDoor:
             scheme="http",  # so that URLs the app builds point back here
         )
 
-    async def _invoke(
-        self, sandbox: Sandbox, event: bytes, receive: Receive, send: Send, log: RequestLog
-    ) -> bool:
+    async def _invoke(self, sandbox: Sandbox, event: bytes, receive: Receive, responder: Responder) -> bool:
         """Run one invocation on ``sandbox`` (which this releases); True when the client's response is cut."""
         timeout = self.options.timeout
-        responder = ClientResponse(send, log, self.options, f"{log.method} {log.path}")
         # Until a runtime takes the invocation, allow for a (re)starting one; from then on the function
         # timeout runs, as in Lambda.
         waiting = anyio.CancelScope(deadline=anyio.current_time() + timeout + INIT_ALLOWANCE_S)
@@ -171,7 +181,7 @@ class FrontDoor:
             self.pool.release(sandbox)
 
 
-async def _watch_client(receive: Receive, responder: ClientResponse) -> None:
+async def _watch_client(receive: Receive, responder: Responder) -> None:
     """Notice a client that leaves: Lambda keeps running (docs/failure-policy.md), so only the log changes."""
     while True:
         message = await receive()
