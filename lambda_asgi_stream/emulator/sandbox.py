@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..config import ENV_LOG_LEVEL
 from .local_api import InvocationEvent, LocalRuntimeAPI
 from .options import PREFIX, EmulatorOptions, error_text, say
+from .output import SandboxOutput
 
 logger = logging.getLogger("lambda_asgi_stream.emulator")
 
@@ -42,6 +43,7 @@ class Sandbox:
         )
         self.address = ""
         self.process: anyio.abc.Process | None = None
+        self.output = SandboxOutput()  # the child's stdout/stderr, for the console and LogResult
         self.init_error: str | None = None
         # Held while a request uses the sandbox (released by whichever task finishes with it), and by a
         # restart, which so waits for the current request.
@@ -55,6 +57,7 @@ class Sandbox:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as group:
+            group.start_soon(self.output.pump)
             self.address = await group.start(self.api.serve, "127.0.0.1", 0)
             task_status.started()
             failures = 0
@@ -108,14 +111,15 @@ class Sandbox:
         errors_before = len(self.api.init_errors)
         self._restart = anyio.Event()
         self._stopped = anyio.Event()
-        # stdout/stderr are inherited: the app's output shows on the console, as it would in CloudWatch.
+        # The app's output shows on the console, as it would in CloudWatch (through self.output).
         async with await anyio.open_process(
-            command, env=self._child_env(), stdout=None, stderr=None
+            command, env=self._child_env(), stdout=self.output.stdout, stderr=self.output.stderr
         ) as process:
             self.process = process
             logger.info("sandbox %d: runtime started (pid %d)", self.index, process.pid)
             code = await process.wait()
         self.process = None
+        self.output.drain()  # its last words before anything is said about its exit
         if len(self.api.init_errors) > errors_before:
             failed = self.api.init_errors[-1]
             self.init_error = f"{failed.error_type}: {error_text(failed.payload)}"
