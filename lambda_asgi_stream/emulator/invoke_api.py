@@ -20,6 +20,7 @@ the emulator serves one function. The invocation runs on a sandbox exactly as a 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -206,6 +207,7 @@ class _Invocation:
         self.cut = False
         self.client_gone = False
         self.started = False
+        self.mark = sandbox.output.written  # the log tail counts from here
 
     async def fail(self, error_type: str, message: str) -> None:
         await self._failed(error_type, {"errorMessage": message, "errorType": error_type})
@@ -231,7 +233,9 @@ class _Invocation:
 
     def log_result(self) -> str | None:
         """``LogResult``: base64 of the last 4 KB the sandbox printed during this invocation."""
-        return None
+        if not self.tail:
+            return None
+        return base64.b64encode(self.sandbox.output.since(self.mark)).decode("ascii")
 
     def _end(self, reason: str) -> None:
         self.ended = True
