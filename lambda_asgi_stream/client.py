@@ -161,7 +161,14 @@ def _event_stream(source: Any) -> Any:
 class _Head:
     """Status, headers and cookies, once the prelude is read."""
 
-    _reader: _Reader
+    def __init__(self, reader: _Reader, first: bytes, stream: Any) -> None:
+        self._reader = reader
+        self._first = first  # body bytes that came with the end of the prelude
+        self._stream = stream
+
+    def _take_first(self) -> bytes:
+        first, self._first = self._first, b""
+        return first
 
     @property
     def status(self) -> int:
@@ -197,15 +204,13 @@ class StreamedResponse(_Head):
     """A streamed invocation whose prelude has been read; iterate it for the body."""
 
     def __init__(self, reader: _Reader, first: bytes, items: Iterator[Any], stream: Any) -> None:
-        self._reader = reader
-        self._first = first
+        super().__init__(reader, first, stream)
         self._items = items
-        self._stream = stream
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body as it arrives; raises :class:`InvocationError` at the end if the function failed."""
-        if self._first:
-            first, self._first = self._first, b""
+        first = self._take_first()
+        if first:
             yield first
         for item in self._items:
             data = self._reader.take(item)
@@ -254,15 +259,13 @@ class AsyncStreamedResponse(_Head):
     """The async twin of :class:`StreamedResponse` (for aiobotocore, or any async iterable of bytes)."""
 
     def __init__(self, reader: _Reader, first: bytes, items: AsyncIterator[Any], stream: Any) -> None:
-        self._reader = reader
-        self._first = first
+        super().__init__(reader, first, stream)
         self._items = items
-        self._stream = stream
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body as it arrives; raises :class:`InvocationError` at the end if the function failed."""
-        if self._first:
-            first, self._first = self._first, b""
+        first = self._take_first()
+        if first:
             yield first
         async for item in self._items:
             data = self._reader.take(item)

@@ -227,7 +227,12 @@ class _Invocation:
             else:
                 await self._failed(*item.error)
         elif isinstance(item, BufferedResult):
-            await self._buffered(item.payload)
+            try:
+                data = encode_buffered(item.payload)  # as the runtime sent it, within the 6 MB limit
+            except ResponseTooLargeError as exc:
+                await self.fail(exc.error_type, str(exc))
+                return
+            await self._buffered(data)
         elif isinstance(item, InvocationFailed):
             await self._failed(item.error_type, item.payload)
 
@@ -259,7 +264,7 @@ class _Invocation:
     async def _succeeded(self) -> None:
         raise NotImplementedError
 
-    async def _buffered(self, payload: Any) -> None:
+    async def _buffered(self, data: bytes) -> None:
         raise NotImplementedError
 
     async def _failed(self, error_type: str, detail: Any) -> None:
@@ -286,13 +291,8 @@ class StreamedInvocation(_Invocation):
             self.log.first_byte = time.perf_counter()
         await self._client({"type": "http.response.body", "body": payload_chunk(data), "more_body": True})
 
-    async def _buffered(self, payload: Any) -> None:
+    async def _buffered(self, data: bytes) -> None:
         # A function that does not stream: Lambda sends its whole response as one chunk.
-        try:
-            data = encode_buffered(payload)
-        except ResponseTooLargeError as exc:
-            await self.fail(exc.error_type, str(exc))
-            return
         await self._data(data)
         await self._succeeded()
 
@@ -345,12 +345,7 @@ class BufferedInvocation(_Invocation):
         await self._answer(bytes(self.body), None)
         self._end("complete")
 
-    async def _buffered(self, payload: Any) -> None:
-        try:
-            data = encode_buffered(payload)
-        except ResponseTooLargeError as exc:
-            await self.fail(exc.error_type, str(exc))
-            return
+    async def _buffered(self, data: bytes) -> None:
         await self._answer(data, None)
         self._end("complete")
 
@@ -373,8 +368,4 @@ class BufferedInvocation(_Invocation):
         self.log.bytes, self.log.chunks = len(body), 1
         self.log.first_byte = time.perf_counter()
         self.started = True
-        if not self.client_gone:
-            try:
-                await _respond(self._send, 200, headers, body)
-            except OSError:
-                self.client_gone = True
+        await _respond(self._client, 200, headers, body)
