@@ -182,7 +182,8 @@ async def _service_error(send: Send, log: RequestLog, status: int, error_type: s
 
 async def _respond(send: Send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"content-length", str(len(body)).encode()))
+    if status != 204:  # a 204 carries no Content-Length (RFC 9110 8.6)
+        raw.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

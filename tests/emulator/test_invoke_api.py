@@ -288,6 +288,7 @@ def test_invoke_event_is_queued_and_dry_run_is_not_run(emu_off: Emulator) -> Non
     mark = emu_off.mark()
     dry = lam.invoke(FunctionName="local", Payload=_event("/hello", f"key=dry{key}"), InvocationType="DryRun")
     assert dry["StatusCode"] == 204
+    assert "content-length" not in dry["ResponseMetadata"]["HTTPHeaders"]  # RFC 9110 8.6
     queued = lam.invoke(
         FunctionName="local", Payload=_event("/hello", f"key={key}"), InvocationType="Event", Qualifier=key
     )
