@@ -324,3 +324,36 @@ def test_stream_timeout_is_reported_in_invoke_complete(emu_1s: Emulator) -> None
         r.read()
     assert caught.value.error_code == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in caught.value.error_details
+
+
+def test_invoke_of_a_streamed_response_over_6_mb_fails_like_lambda(emu_off: Emulator) -> None:
+    lam = _lambda(emu_off)
+    response = lam.invoke(FunctionName="local", Payload=_event("/download", "size=7000000"))
+    assert response["FunctionError"] == "Unhandled"
+    error = json.loads(response["Payload"].read())
+    assert error["errorType"] == "Function.ResponseSizeTooLarge"
+    # The function ran to its end meanwhile; the sandbox serves the next call.
+    assert invoke_response(lam.invoke(FunctionName="local", Payload=_event("/hello"))).status == 200
+
+
+# --- a function in BUFFERED invoke mode -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emu_buffered(start_emulator: Factory) -> Emulator:
+    return start_emulator(APP, "--invoke-mode", "BUFFERED")
+
+
+def test_buffered_function_through_both_operations(emu_buffered: Emulator) -> None:
+    key = _key()
+    lam = _lambda(emu_buffered)
+    r = invoke_response(lam.invoke(FunctionName="local", Payload=_event("/hello", f"key={key}")))
+    assert (r.status, r.cookies) == (200, ["a=1; Path=/", "b=2; Path=/"])
+    assert json.loads(r.body)["query"] == f"key={key}"
+    # InvokeWithResponseStream of a function that does not stream: its JSON document, in one chunk.
+    response = lam.invoke_with_response_stream(FunctionName="local", Payload=_event("/hello", f"key={key}"))
+    [chunk, complete] = list(response["EventStream"])
+    assert complete == {"InvokeComplete": {}}
+    document = json.loads(chunk["PayloadChunk"]["Payload"])
+    assert document["statusCode"] == 200
+    assert json.loads(document["body"])["query"] == f"key={key}"
