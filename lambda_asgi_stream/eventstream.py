@@ -47,6 +47,7 @@ MAX_VALUE_BYTES = 2**15 - 1
 
 _PRELUDE = struct.Struct("!II")
 _UINT32 = struct.Struct("!I")
+_UINT16 = struct.Struct("!H")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
@@ -73,6 +74,8 @@ _INTS = {
     HeaderType.LONG: struct.Struct("!q"),
     HeaderType.TIMESTAMP: struct.Struct("!q"),
 }
+
+_INTS_BY_BYTE = {int(kind): packer for kind, packer in _INTS.items()}
 
 #: A decoded header value. Integers of every width decode to ``int``, timestamps to an aware UTC
 #: ``datetime`` (millisecond precision) and UUIDs to ``uuid.UUID``.
@@ -117,7 +120,11 @@ def encode_message(headers: Mapping[str, HeaderValue | Typed], payload: bytes = 
     Raises :class:`EventStreamFormatError` for a value the format cannot carry (a name over 255 bytes, a
     string over 32,767, headers over 128 KiB, a payload over 24 MiB, an integer out of its type's range).
     """
-    encoded_headers = encode_headers(headers)
+    return frame(encode_headers(headers), payload)
+
+
+def frame(encoded_headers: bytes, payload: bytes) -> bytes:
+    """A message from headers already encoded (:func:`encode_headers`) and a payload."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise EventStreamFormatError(f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}")
     total = MIN_MESSAGE_BYTES + len(encoded_headers) + len(payload)
@@ -175,7 +182,7 @@ def _encode_value(name: str, typed: Typed) -> bytes:
         raw = value.encode("utf-8") if isinstance(value, str) else value
         if len(raw) > MAX_VALUE_BYTES:
             raise EventStreamFormatError(f"header {name!r}: {len(raw)} bytes, over {MAX_VALUE_BYTES}")
-        return bytes((kind,)) + struct.pack("!H", len(raw)) + raw
+        return bytes((kind,)) + _UINT16.pack(len(raw)) + raw
     if kind == HeaderType.UUID and isinstance(value, uuid.UUID):
         return bytes((kind,)) + value.bytes
     raise EventStreamFormatError(f"header {name!r}: {type(value).__name__} cannot be sent as {kind.name}")
@@ -199,7 +206,7 @@ class MessageDecoder:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._needed = PRELUDE_BYTES  # bytes the next step waits for: a prelude, then a whole message
+        self._total = 0  # the length of the message being received, once its prelude is checked
         self._failed = False
 
     @property
@@ -211,19 +218,26 @@ class MessageDecoder:
         """Take the next bytes of the stream; return the messages they complete (maybe none)."""
         if self._failed:
             raise EventStreamFormatError("the event stream already failed to decode")
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         messages: list[Message] = []
+        start = 0  # consumed bytes are dropped once, at the end: not one copy per message
         try:
-            while len(self._buffer) >= self._needed:
-                if self._needed == PRELUDE_BYTES:
-                    self._needed = _check_prelude(self._buffer)
-                    continue
-                messages.append(_decode_message(memoryview(self._buffer)[: self._needed]))
-                del self._buffer[: self._needed]
-                self._needed = PRELUDE_BYTES
+            with memoryview(buffer) as view:
+                while True:
+                    if not self._total:
+                        if len(buffer) - start < PRELUDE_BYTES:
+                            break
+                        self._total = _check_prelude(view, start)
+                    if len(buffer) - start < self._total:
+                        break
+                    messages.append(_decode_message(view[start : start + self._total]))
+                    start += self._total
+                    self._total = 0
         except EventStreamFormatError:
             self._failed = True
             raise
+        del buffer[:start]
         return messages
 
     def close(self) -> None:
@@ -243,11 +257,11 @@ def decode_messages(data: bytes | Iterable[bytes]) -> list[Message]:
     return messages
 
 
-def _check_prelude(buffer: bytearray) -> int:
-    """Validate a message's prelude (at the start of ``buffer``); return the message's total length."""
-    total, headers_length = _PRELUDE.unpack_from(buffer)
-    (crc,) = _UINT32.unpack_from(buffer, 8)
-    if zlib.crc32(memoryview(buffer)[:8]) != crc:
+def _check_prelude(view: memoryview, at: int) -> int:
+    """Validate the prelude of the message at ``at``; return the message's total length."""
+    total, headers_length = _PRELUDE.unpack_from(view, at)
+    (crc,) = _UINT32.unpack_from(view, at + 8)
+    if zlib.crc32(view[at : at + 8]) != crc:
         raise EventStreamFormatError(f"prelude CRC mismatch (message of {total} bytes)")
     if headers_length > MAX_HEADERS_BYTES:
         raise EventStreamFormatError(f"headers length {headers_length} is over {MAX_HEADERS_BYTES}")
@@ -282,15 +296,18 @@ def _decode_headers(raw: memoryview) -> dict[str, HeaderValue]:
 
 
 def _decode_value(raw: memoryview, at: int, name: str) -> tuple[HeaderValue, int]:
-    type_byte = _take(raw, at, 1)[0]
+    kind = _take(raw, at, 1)[0]  # compared as a plain int: this runs for every header of every message
     at += 1
-    try:
-        kind = HeaderType(type_byte)
-    except ValueError:
-        raise EventStreamFormatError(f"header {name!r} has unknown type {type_byte}") from None
-    if kind in (HeaderType.TRUE, HeaderType.FALSE):
+    if kind == HeaderType.STRING or kind == HeaderType.BYTE_ARRAY:
+        (length,) = _UINT16.unpack(_take(raw, at, 2))
+        value = _take(raw, at + 2, length)
+        at += 2 + length
+        if kind == HeaderType.STRING:
+            return _utf8(value, f"header {name!r}"), at
+        return bytes(value), at
+    if kind == HeaderType.TRUE or kind == HeaderType.FALSE:
         return kind == HeaderType.TRUE, at
-    fixed = _INTS.get(kind)
+    fixed = _INTS_BY_BYTE.get(kind)
     if fixed is not None:
         (number,) = fixed.unpack(_take(raw, at, fixed.size))
         if kind == HeaderType.TIMESTAMP:
@@ -298,12 +315,7 @@ def _decode_value(raw: memoryview, at: int, name: str) -> tuple[HeaderValue, int
         return int(number), at + fixed.size
     if kind == HeaderType.UUID:
         return uuid.UUID(bytes=bytes(_take(raw, at, 16))), at + 16
-    (length,) = struct.unpack("!H", _take(raw, at, 2))
-    value = _take(raw, at + 2, length)
-    at += 2 + length
-    if kind == HeaderType.STRING:
-        return _utf8(value, f"header {name!r}"), at
-    return bytes(value), at
+    raise EventStreamFormatError(f"header {name!r} has unknown type {kind}")
 
 
 def _take(raw: memoryview, at: int, length: int) -> memoryview:
@@ -332,12 +344,14 @@ PAYLOAD_CHUNK = "PayloadChunk"
 INVOKE_COMPLETE = "InvokeComplete"
 
 
+_PAYLOAD_CHUNK_HEADERS = encode_headers(
+    {":event-type": PAYLOAD_CHUNK, ":content-type": "application/octet-stream", ":message-type": "event"}
+)
+
+
 def payload_chunk(data: bytes) -> bytes:
     """A ``PayloadChunk`` event carrying ``data`` as it is (the ``Payload`` member is the event payload)."""
-    return encode_message(
-        {":event-type": PAYLOAD_CHUNK, ":content-type": "application/octet-stream", ":message-type": "event"},
-        data,
-    )
+    return frame(_PAYLOAD_CHUNK_HEADERS, data)
 
 
 def invoke_complete(
