@@ -22,7 +22,7 @@
 Each error that is reported to Lambda carries ``error_type``: the value sent in
 ``Lambda-Runtime-Function-Error-Type``. Lambda Managed Instances accept only values matching
 ``(Runtime|Function)\\.[A-Z][a-zA-Z]+`` and record anything else as ``Runtime.Unknown``
-(protocol.md 1.2), so every type here is letters only.
+(docs/wire-protocol.md), so every type here is letters only.
 """
 
 from __future__ import annotations
