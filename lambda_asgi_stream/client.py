@@ -28,8 +28,16 @@ With boto3::
 
 The source may be boto3's response (or its ``EventStream``), or any iterable of raw
 ``application/vnd.amazon.eventstream`` bytes; :func:`astream_response` takes aiobotocore's response, its
-``EventStream``, or an async iterable of bytes. :func:`invoke_payload` and :func:`invoke_response` read a
-buffered ``Invoke`` the same way (``X-Amz-Function-Error`` becomes :class:`InvocationError`).
+``EventStream``, or an async iterable of bytes::
+
+    async with session.create_client("lambda") as lam:  # aiobotocore
+        response = await lam.invoke_with_response_stream(FunctionName="my-function", Payload=payload)
+        async with await astream_response(response) as r:
+            async for chunk in r:
+                ...
+
+:func:`invoke_payload` and :func:`invoke_response` read a buffered ``Invoke`` the same way
+(``X-Amz-Function-Error`` becomes :class:`InvocationError`).
 
 Errors from the transport (a dropped connection in urllib3 or aiohttp) propagate as they are.
 """
