@@ -18,6 +18,10 @@ from typing import IO
 import anyio
 
 TAIL_BYTES = 4096
+_READ_BYTES = 65536
+# Reads per wake-up: a child that prints without pause must not keep the event loop to itself. Far more
+# than a socket buffer holds, so a drain still takes in everything already written.
+_MAX_READS = 64
 
 # anyio 4.7 renamed wait_socket_readable (deprecated since) to wait_readable.
 _wait_readable: Callable[[socket.socket], Awaitable[None]] = (
@@ -51,16 +55,19 @@ class SandboxOutput:
             self._read(ours, console)
 
     def _read(self, ours: socket.socket, console: Callable[[], IO[bytes]]) -> None:
-        while True:
+        for _ in range(_MAX_READS):
             try:
-                data = ours.recv(65536)
+                data = ours.recv(_READ_BYTES)
             except BlockingIOError:
                 return
             if not data:
                 return
-            out = console()
-            out.write(data)
-            out.flush()
+            try:
+                out = console()
+                out.write(data)
+                out.flush()
+            except (OSError, ValueError):  # the console went away (a closed pipe): keep the tail anyway
+                pass
             self.written += len(data)
             self._tail += data
             del self._tail[:-TAIL_BYTES]
