@@ -20,6 +20,7 @@ the emulator serves one function. The invocation runs on a sandbox exactly as a 
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import logging
@@ -195,7 +196,7 @@ def _error_object(error_type: str, detail: Any) -> dict[str, Any]:
     return found
 
 
-class _Invocation:
+class _Invocation(abc.ABC):
     """What the two operations share: the caller's connection, the request's log line, the log tail."""
 
     def __init__(self, send: Send, log: RequestLog, label: str, sandbox: Sandbox, tail: bool) -> None:
@@ -259,17 +260,21 @@ class _Invocation:
         except OSError:
             self.client_gone = True
 
+    @abc.abstractmethod
     async def _data(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Bytes the runtime wrote."""
 
+    @abc.abstractmethod
     async def _succeeded(self) -> None:
-        raise NotImplementedError
+        """The stream ended cleanly."""
 
+    @abc.abstractmethod
     async def _buffered(self, data: bytes) -> None:
-        raise NotImplementedError
+        """The function returned a buffered document (encoded as the runtime sent it)."""
 
+    @abc.abstractmethod
     async def _failed(self, error_type: str, detail: Any) -> None:
-        raise NotImplementedError
+        """The invocation failed: ``detail`` is the error object or message."""
 
 
 class StreamedInvocation(_Invocation):
