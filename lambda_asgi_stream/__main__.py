@@ -16,13 +16,12 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from ._errors import AppImportError, ConfigError, LambdaAsgiStreamError
 from ._types import STREAMING_INTEGRATIONS
 from ._version import __version__
-from .padding import padding_alphabet
 
 logger = logging.getLogger("lambda_asgi_stream")
 
@@ -203,9 +202,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import anyio
 
-    from .config import Config
+    from .config import Config, InvokeMode
+    from .emulator.invoke import invoke
 
     try:
         config = Config.from_env({**os.environ, "AWS_LAMBDA_RUNTIME_API": "unset:0"})
@@ -219,102 +221,21 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     except (AppImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    mode = "BUFFERED" if args.buffered else "RESPONSE_STREAM"
-    result: int = anyio.run(_invoke, app, event, config, mode, args.timeout, sys.stdout)
+    mode: InvokeMode = "BUFFERED" if args.buffered else "RESPONSE_STREAM"
+
+    def run_runtime(address: str) -> Awaitable[None]:
+        from .runtime import LambdaRuntime
+
+        cfg = dataclasses.replace(config, runtime_api=address, invoke_mode=mode, max_concurrency=1)
+        return LambdaRuntime(app, cfg, handle_signals=False, blocking_waits=False).serve()
+
+    result: int = anyio.run(invoke, run_runtime, event, args.timeout, sys.stdout)
     return result
 
 
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-async def _invoke(app: Any, event: bytes, config: Any, mode: str, timeout: float, out: TextIO) -> int:
-    import dataclasses
-    import json
-    import time
-
-    import anyio
-
-    from .encoder import PreludeDecoder
-    from .local_api import BufferedResult, InvocationFailed, LocalRuntimeAPI, StreamData, StreamEnd
-    from .runtime import LambdaRuntime
-
-    api = LocalRuntimeAPI()
-    status = 1
-    failure: list[BaseException] = []
-
-    async def run_runtime(address: str, cancel: anyio.CancelScope) -> None:
-        cfg = dataclasses.replace(config, runtime_api=address, invoke_mode=mode, max_concurrency=1)
-        try:
-            await LambdaRuntime(app, cfg, handle_signals=False, blocking_waits=False).serve()
-        except LambdaAsgiStreamError as exc:
-            failure.append(exc)
-            cancel.cancel()
-
-    async with anyio.create_task_group() as group:
-        address = await group.start(api.serve, "127.0.0.1", 0)
-        group.start_soon(run_runtime, address, group.cancel_scope)
-        started = time.perf_counter()
-        decoder = PreludeDecoder()
-        chunks = 0
-        size = 0
-
-        def stamp() -> str:
-            return f"+{(time.perf_counter() - started) * 1000:8.1f} ms"
-
-        async for item in api.invoke(event, timeout_s=timeout):
-            if isinstance(item, StreamData):
-                had_prelude = decoder.prelude is not None
-                body = decoder.feed(item.data)
-                if not had_prelude and decoder.prelude is not None:
-                    p = decoder.prelude
-                    print(f"{stamp()}  status {p.status}", file=out)
-                    for name, value in p.headers:
-                        print(f"{'':13}  header {name}: {value}", file=out)
-                    for cookie in p.cookies:
-                        print(f"{'':13}  cookie {cookie}", file=out)
-                if body:
-                    chunks += 1
-                    size += len(body)
-                    print(f"{stamp()}  {_describe(chunks, body, decoder.prelude)}", file=out)
-            elif isinstance(item, StreamEnd):
-                if item.error is None:
-                    print(f"{stamp()}  end: complete ({chunks} chunks, {size} bytes)", file=out)
-                    status = 0
-                else:
-                    print(
-                        f"{stamp()}  end: ERROR {item.error[0]}: {_error_text(item.error[1])}",
-                        file=out,
-                    )
-            elif isinstance(item, BufferedResult):
-                print(json.dumps(item.payload, indent=2), file=out)
-                status = 0
-            elif isinstance(item, InvocationFailed):
-                print(
-                    f"{stamp()}  invocation error {item.error_type}: {_error_text(item.payload)}",
-                    file=out,
-                )
-            out.flush()
-        group.cancel_scope.cancel()
-    for exc in failure:
-        print(f"init error: {exc}", file=out)
-    return status
-
-
-def _describe(number: int, body: bytes, prelude: Any, limit: int = 120) -> str:
-    headers = dict(prelude.headers) if prelude is not None else {}
-    alphabet = padding_alphabet(headers.get("content-type", ""), headers.get("content-encoding", ""))
-    if alphabet is not None and not body.translate(None, alphabet):
-        return f"chunk {number} ({len(body)} bytes): padding (the flusher pushing earlier writes out)"
-    text = repr(body[:limit]) + (" ..." if len(body) > limit else "")
-    return f"chunk {number} ({len(body)} bytes): {text}"
-
-
-def _error_text(detail: Any) -> str:
-    if isinstance(detail, dict):
-        return str(detail.get("errorMessage", detail))
-    return str(detail)
 
 
 if __name__ == "__main__":

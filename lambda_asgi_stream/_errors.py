@@ -10,6 +10,9 @@
     │   └── ResponseTooLargeError   a buffered response over Lambda's 6 MB payload limit
     ├── DeadlineExceeded            the invocation's deadline (minus the safety margin) passed
     ├── StreamTruncatedError        a reader saw a stream end with error trailers (testing, emulator)
+    ├── InvocationError             an Invoke API call reported a function error (client: ErrorCode ...)
+    │   └── IncompleteStreamError   an InvokeWithResponseStream stream ended without InvokeComplete
+    ├── EventStreamFormatError      bytes that are not a valid application/vnd.amazon.eventstream
     ├── ConfigError                 bad configuration: app import string, environment variables
     │   └── AppImportError          the app's module or attribute cannot be imported
     ├── StartupError                the app's lifespan startup failed
@@ -101,6 +104,46 @@ class StreamTruncatedError(LambdaAsgiStreamError):
         self.remote_error_type = remote_error_type
         self.remote_error = remote_error
         super().__init__(f"stream ended with {remote_error_type}: {remote_error}")
+
+
+class InvocationError(LambdaAsgiStreamError):
+    """An invocation through Lambda's Invoke API failed in the function (the client helpers raise it).
+
+    ``error_code`` and ``error_details`` are ``InvokeComplete``'s ``ErrorCode`` and ``ErrorDetails`` for a
+    streamed invocation, or the ``X-Amz-Function-Error`` value and the error object's message for a
+    buffered one (``error_object`` holds the decoded error object when there is one).
+    """
+
+    error_type = "Function.InvocationError"
+
+    def __init__(
+        self,
+        error_code: str,
+        error_details: str,
+        *,
+        log_result: str | None = None,
+        error_object: object = None,
+    ) -> None:
+        self.error_code = error_code
+        self.error_details = error_details
+        self.log_result = log_result
+        self.error_object = error_object
+        super().__init__(f"{error_code}: {error_details}" if error_code else error_details)
+
+
+class IncompleteStreamError(InvocationError):
+    """A streamed invocation ended without its ``InvokeComplete`` event: the body is not known whole."""
+
+    error_type = "Function.IncompleteStream"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
+
+
+class EventStreamFormatError(LambdaAsgiStreamError, ValueError):
+    """Bytes that are not valid ``application/vnd.amazon.eventstream``, or a value it cannot carry."""
+
+    error_type = "Function.EventStreamFormat"
 
 
 class ConfigError(LambdaAsgiStreamError, ValueError):

@@ -20,7 +20,18 @@ import lambda_asgi_stream
 PACKAGE = Path(lambda_asgi_stream.__file__).parent
 
 LEAVES = {"_types", "_errors", "_http", "_version", "_importer"}
-CORE = {"events", "encoder", "padding", "sse", "buffering", "runtime_api", "config", "http1"}
+CORE = {
+    "events",
+    "encoder",
+    "padding",
+    "sse",
+    "buffering",
+    "runtime_api",
+    "config",
+    "http1",
+    "eventstream",
+    "client",
+}
 GLUE = {"cycle", "lifespan"}
 SHELLS = {"runtime", "emulator", "local_api", "testing", "adapter"}
 FACE = {"__init__", "__main__"}

@@ -64,7 +64,7 @@ def build_event(
         pairs.append(("host", host))
     _set_default(pairs, "x-forwarded-proto", scheme)
     _set_default(pairs, "x-forwarded-port", _port(host, scheme))
-    _set_default(pairs, "x-forwarded-for", source_ip)
+    _append_forwarded_for(pairs, source_ip)
     request_id = request_id or str(uuid.uuid4())
     text, is_base64 = _body(body, _header(pairs, "content-type"))
     common = {"body": text, "isBase64Encoded": is_base64}
@@ -236,6 +236,17 @@ def _header(pairs: Sequence[tuple[str, str]], name: str) -> str | None:
 def _set_default(pairs: list[tuple[str, str]], name: str, value: str) -> None:
     if _header(pairs, name) is None:
         pairs.append((name, value))
+
+
+def _append_forwarded_for(pairs: list[tuple[str, str]], source_ip: str) -> None:
+    """One ``x-forwarded-for``: what the client sent, then the address that connected.
+
+    ALB (and API Gateway, Function URLs) append the address they saw to the client's list, so its last
+    entry is never one the client chose ("X-Forwarded-For", ALB docs, HTTP headers and your ALB).
+    """
+    sent = [value for name, value in pairs if name.lower() == "x-forwarded-for"]
+    pairs[:] = [(name, value) for name, value in pairs if name.lower() != "x-forwarded-for"]
+    pairs.append(("x-forwarded-for", ", ".join([*sent, source_ip])))
 
 
 def _port(host: str, scheme: str) -> str:

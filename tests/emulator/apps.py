@@ -130,6 +130,8 @@ async def hello(scope: Scope, send: Any) -> None:
         "url_for_root": str(request.base_url),
         "cookies": request.cookies,
         "header": request.headers.get("x-test"),
+        "client": list(scope["client"]) if scope.get("client") else None,
+        "forwarded_for": request.headers.get("x-forwarded-for"),
     }
     extra = [
         (b"set-cookie", b"a=1; Path=/"),

@@ -9,9 +9,9 @@ import anyio
 import pytest
 
 from lambda_asgi_stream.buffering import MAX_STREAMED_BYTES
-from lambda_asgi_stream.emulator import EmulatorOptions, FrontDoor, Sandbox, SandboxPool, _StreamCut
+from lambda_asgi_stream.emulator import EmulatorOptions, FrontDoor, Sandbox, SandboxPool, StreamCut
+from lambda_asgi_stream.emulator.local_api import BufferedResult, InvocationEvent, StreamData, StreamEnd
 from lambda_asgi_stream.encoder import MAX_PRELUDE_BYTES, build_prelude
-from lambda_asgi_stream.local_api import BufferedResult, InvocationEvent, StreamData, StreamEnd
 
 pytestmark = pytest.mark.anyio
 
@@ -86,7 +86,7 @@ async def _run(sandbox: FakeSandbox, **options: Any) -> tuple[Client, BaseExcept
         front = FrontDoor(pool, EmulatorOptions(app="x:app", **options), tasks)
         try:
             await front(dict(SCOPE), client.receive, client.send)
-        except _StreamCut as exc:
+        except StreamCut as exc:
             error = exc
         # The sandbox goes back to the pool only once its invocation is over.
         with anyio.fail_after(5):
@@ -98,7 +98,7 @@ async def test_streamed_response_is_cut_at_200_mb_and_the_rest_drained() -> None
     chunk = StreamData(b"x" * MiB)
     sandbox = FakeSandbox([StreamData(SSE_PRELUDE), chunk, StreamEnd([], None)], repeat=210)
     client, error, _ = await _run(sandbox, buffering="off")
-    assert isinstance(error, _StreamCut)  # the client's connection is dropped mid-body
+    assert isinstance(error, StreamCut)  # the client's connection is dropped mid-body
     assert error.args == ("error:Function.ResponseSizeTooLarge",)
     assert client.body_bytes == MAX_STREAMED_BYTES  # everything up to the limit, nothing after it
     assert client.messages[-1]["more_body"] is True  # no final chunk
@@ -121,7 +121,7 @@ async def test_held_bytes_are_released_before_a_cut() -> None:
     failure = StreamEnd([], ("Function.RuntimeError", {"errorMessage": "boom"}))
     sandbox = FakeSandbox([StreamData(SSE_PRELUDE), StreamData(b"data: 1\n\n"), failure])
     client, error, _ = await _run(sandbox, buffering="lambda")
-    assert isinstance(error, _StreamCut)
+    assert isinstance(error, StreamCut)
     assert [m.get("body") for m in client.messages[1:]] == [b"<9 bytes>"]
     assert client.messages[-1]["more_body"] is True
 
@@ -136,7 +136,7 @@ async def test_function_timeout_kills_the_sandbox() -> None:
 
     sandbox = Hanging([])
     client, error, _ = await _run(sandbox, timeout=0.05)
-    assert isinstance(error, _StreamCut)
+    assert isinstance(error, StreamCut)
     assert sandbox.killed is not None and sandbox.killed[0] == "Sandbox.Timedout"
     assert client.messages[0]["status"] == 200
 
@@ -170,7 +170,7 @@ async def test_non_latin1_header_values_pass_as_utf8() -> None:
 
 
 async def test_bandwidth_option_paces_the_client_past_6_mb(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lambda_asgi_stream.emulator as emulator
+    import lambda_asgi_stream.emulator.response as emulator
 
     slept: list[float] = []
     real_sleep = anyio.sleep

@@ -56,6 +56,21 @@ def test_alb_is_buffered(emu_alb: Emulator) -> None:
     assert "end=complete" in emu_alb.log_line("GET /hello?key=k&x=1&x=2", start=mark)
 
 
+def test_alb_client_address_is_the_one_that_connected(emu_alb: Emulator) -> None:
+    """ALB appends the address it saw connect to X-Forwarded-For; the app's client is that last entry,
+    never an address the client wrote itself."""
+    response = httpx.get(
+        f"{emu_alb.url}/hello",
+        headers=[("x-forwarded-for", "6.6.6.6"), ("X-Forwarded-For", "7.7.7.7, 8.8.8.8")],
+        timeout=GUARD_S,
+    )
+    got = response.json()
+    assert got["client"] == ["127.0.0.1", 0]
+    assert got["forwarded_for"] == "6.6.6.6, 7.7.7.7, 8.8.8.8, 127.0.0.1"
+    plain = httpx.get(f"{emu_alb.url}/hello", timeout=GUARD_S).json()
+    assert plain["client"] == ["127.0.0.1", 0] and plain["forwarded_for"] == "127.0.0.1"
+
+
 def test_buffered_response_over_6_mb_gives_502(emu_alb: Emulator) -> None:
     mark = emu_alb.mark()
     size = 6 * 1024 * 1024 + 1
