@@ -33,7 +33,7 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         query = c.single_values(event.get("queryStringParameters"), "queryStringParameters")
     first = c.first_values(headers)
 
-    received = c.text(event.get("path"), "path", default="/")
+    received = c.path_text(event.get("path"), "path")
     path = c.decode_path(received, "path")
     scheme = c.scheme(first, default="http")
     scope = c.scope(
