@@ -370,17 +370,14 @@ def buffered_response(
         out["headers"] = {k: ",".join(v) for k, v in grouped.items()}
         if cookies:
             out["cookies"] = cookies
-    elif integration == "rest" or multi_value_headers:
-        single = {k: v[0] for k, v in grouped.items() if len(v) == 1}
-        multi = {k: v for k, v in grouped.items() if len(v) > 1}
-        if integration == "alb":
-            # ALB with multi-value headers on wants every header in multiValueHeaders and no `headers`
-            # (ALB docs "Enable multi-value headers"; Mangum PR #187).
-            out["multiValueHeaders"] = grouped
-            out["statusDescription"] = _status_description(status)
-        else:
-            out["headers"] = single
-            out["multiValueHeaders"] = multi
+    elif integration == "rest":
+        out["headers"] = {k: v[0] for k, v in grouped.items() if len(v) == 1}
+        out["multiValueHeaders"] = {k: v for k, v in grouped.items() if len(v) > 1}
+    elif integration == "alb" and multi_value_headers:
+        # ALB with multi-value headers on wants every header in multiValueHeaders and no `headers`
+        # (ALB docs "Enable multi-value headers"; Mangum PR #187).
+        out["multiValueHeaders"] = grouped
+        out["statusDescription"] = _status_description(status)
     else:  # ALB single-value mode, VPC Lattice (one value per name in both event versions)
         out["headers"] = _alb_single_value_headers(grouped)
         out["statusDescription"] = _status_description(status)
