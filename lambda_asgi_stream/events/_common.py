@@ -397,6 +397,38 @@ def scope(
     }
 
 
+def forwarded_scope(
+    *,
+    method: str,
+    scheme: str,
+    received: str,
+    path_field: str,
+    base_path: str,
+    query_string: bytes,
+    headers: Headers,
+    first: Mapping[bytes, bytes],
+    event: Any,
+    context: Any,
+) -> dict[str, Any]:
+    """The scope for a load balancer's event (ALB, VPC Lattice): the path as received, HTTP/1.1, the
+    client known only from ``x-forwarded-for`` and the server from the ``Host`` header."""
+    path = decode_path(received, path_field)
+    return scope(
+        method=method,
+        scheme=scheme,
+        path=path,
+        raw_path=raw_path(received),
+        root_path=root_path(path, base_path),
+        query_string=query_string,
+        headers=headers,
+        http_version="1.1",
+        client=client_from_forwarded_for(first),
+        server=server(first, None, scheme),
+        event=event,
+        context=context,
+    )
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"

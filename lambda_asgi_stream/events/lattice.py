@@ -37,22 +37,18 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     first = c.first_values(headers)
 
     received, _, raw_query = c.path_text(event.get(path_field), path_field).partition("?")
-    path = c.decode_path(received, path_field)
     pairs = c.loose_values(event.get(query_field), query_field)
     # A query left on the path (seen in hand-written events) is the raw form: it wins over the decoded map.
     query = c.query_string(raw_query) if raw_query else c.encode_query(pairs).encode("ascii")
-    scheme = c.scheme(first)
-    scope = c.scope(
+    scope = c.forwarded_scope(
         method=c.method(event.get("method"), "method"),
-        scheme=scheme,
-        path=path,
-        raw_path=c.raw_path(received),
-        root_path=c.root_path(path, base_path),
+        scheme=c.scheme(first),
+        received=received,
+        path_field=path_field,
+        base_path=base_path,
         query_string=query,
         headers=headers,
-        http_version="1.1",
-        client=c.client_from_forwarded_for(first),
-        server=c.server(first, None, scheme),
+        first=first,
         event=event,
         context=context,
     )
