@@ -19,11 +19,13 @@ from .request import Request
 
 def is_lattice_v2(event: dict[str, Any]) -> bool:
     context = event.get("requestContext")
-    return isinstance(context, dict) and "serviceNetworkArn" in context and "method" in event
+    return isinstance(context, dict) and "serviceNetworkArn" in context
 
 
 def is_lattice_v1(event: dict[str, Any]) -> bool:
-    return "raw_path" in event and "method" in event
+    # No other AWS event has a top-level snake_case ``raw_path``; a missing ``method`` is then a broken
+    # Lattice event (named in the error), not an unknown one.
+    return "raw_path" in event
 
 
 def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:

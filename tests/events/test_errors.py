@@ -155,6 +155,15 @@ def test_an_event_without_a_path_is_malformed_not_served_as_root(
     assert "missing" in str(info.value)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_lattice_without_method_is_malformed(version: int) -> None:
+    event = build_event("vpc-lattice", method="GET", path="/x", lattice_version=version)
+    del event["method"]
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "method"
+
+
 def test_lattice_v1_without_raw_path_is_malformed() -> None:
     event = build_event("vpc-lattice", method="GET", path="/x", lattice_version=1)
     del event["raw_path"]
