@@ -362,8 +362,6 @@ def buffered_response(
         for name in exclude_headers:
             grouped.pop(name, None)
     text, is_base64 = _encode_body(body, grouped, tuple(text_mime_types))
-    if integration == "lambda-at-edge":
-        return _edge_response(status, grouped, text, is_base64)
     out: dict[str, Any] = {"statusCode": status}
     if integration in ("function-url", "http-api"):
         cookies = grouped.pop("set-cookie", [])
@@ -373,6 +371,8 @@ def buffered_response(
     elif integration == "rest":
         out["headers"] = {k: v[0] for k, v in grouped.items() if len(v) == 1}
         out["multiValueHeaders"] = {k: v for k, v in grouped.items() if len(v) > 1}
+    elif integration == "lambda-at-edge":  # checked after the common shapes: they pay nothing for it
+        return _edge_response(status, grouped, text, is_base64)
     elif integration == "alb" and multi_value_headers:
         # ALB with multi-value headers on wants every header in multiValueHeaders and no `headers`
         # (ALB docs "Enable multi-value headers"; Mangum PR #187).
