@@ -19,11 +19,20 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Where the event came from. It decides the prelude shape and the buffered response shape.
-Integration = Literal["function-url", "http-api", "rest", "alb"]
-INTEGRATIONS: tuple[Integration, ...] = ("function-url", "http-api", "rest", "alb")
-# Those Lambda can stream a response through (HTTP APIs and ALB invoke buffered only: docs/wire-protocol.md,
-# "Event formats").
+# Where the event came from. It decides the prelude shape and the buffered response shape. ``custom`` is a
+# request read by a user's event handler (``events.handlers``), which shapes its own response.
+Integration = Literal["function-url", "http-api", "rest", "alb", "lambda-at-edge", "vpc-lattice", "custom"]
+# The built-in event sources (``events.build`` can build an event for each).
+INTEGRATIONS: tuple[Integration, ...] = (
+    "function-url",
+    "http-api",
+    "rest",
+    "alb",
+    "lambda-at-edge",
+    "vpc-lattice",
+)
+# Those Lambda can stream a response through (docs/wire-protocol.md: HTTP APIs, ALB, CloudFront's
+# Lambda@Edge and VPC Lattice invoke buffered only).
 STREAMING_INTEGRATIONS: tuple[Integration, ...] = ("function-url", "rest")
 
 # ASGI lifespan handling: `auto` uses it when the app supports it, `on` requires it, `off` skips it.

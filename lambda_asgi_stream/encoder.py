@@ -1,29 +1,30 @@
 """ASGI response values -> the bytes Lambda expects, and back again for readers. No I/O.
 
-Streaming (protocol.md 2.2): the body of the ``/response`` POST is ``JSON(prelude)``, then exactly 8 NUL
-bytes, then the raw payload. JSON never holds a raw NUL (control characters are escaped), so the first run
-of 8 NULs is the delimiter. The prelude must fit in the first 16 KiB of the stream (API Gateway docs,
-protocol.md 2.2).
+Streaming (docs/wire-protocol.md, "Prelude"): the body of the ``/response`` POST is ``JSON(prelude)``,
+then exactly 8 NUL bytes, then the raw payload. JSON never holds a raw NUL (control characters are
+escaped), so the first run of 8 NULs is the delimiter. The prelude must fit in the first 16 KiB of the
+stream (API Gateway docs; docs/wire-protocol.md).
 
 Prelude shapes, one per integration:
 
 * Function URL (and ``InvokeWithResponseStream``): ``statusCode``, ``headers`` (one string per name,
   repeats comma-joined) and ``cookies`` (each ``Set-Cookie`` value). Function URLs do not document
-  ``multiValueHeaders`` nor array-valued ``headers`` (protocol.md 8, open question 1), so we never send
+  ``multiValueHeaders`` nor array-valued ``headers`` (docs/wire-protocol.md), so we never send
   either there: that is the safe path.
 * API Gateway REST ``STREAM``: the same, plus ``multiValueHeaders`` for names that repeat (the docs
   format block lists ``headers``, ``multiValueHeaders`` and ``cookies``; Go's
   ``APIGatewayProxyStreamingResponse``).
 
-``Set-Cookie`` is never comma-joined: ``Expires=Wed, 21 Oct ...`` holds a comma (lessons.md 3.5).
+``Set-Cookie`` is never comma-joined: ``Expires=Wed, 21 Oct ...`` holds a comma (RFC 6265 3).
 
 Buffered: the Mangum-compatible response dicts (``cookies`` for payload 2.0, ``multiValueHeaders`` for
-REST, ``headers`` or ``multiValueHeaders`` for ALB as the target group is configured), base64 for bodies
-that are not text.
+REST, ``headers`` or ``multiValueHeaders`` for ALB as the target group is configured, one value per name
+for VPC Lattice, ``status``/``headers`` lists/``bodyEncoding`` for Lambda@Edge), base64 for bodies that
+are not text.
 
 Errors: :func:`error_trailers` builds the ``Lambda-Runtime-Function-Error-Type`` / ``-Body`` pair sent as
-HTTP trailers after the last chunk (protocol.md 2.4): base64 of a JSON error object, because raw CR/LF in a
-trailer would break the framing.
+HTTP trailers after the last chunk (docs/wire-protocol.md, "Trailers"): base64 of a JSON error object,
+because raw CR/LF in a trailer would break the framing.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from ._errors import LambdaAsgiStreamError, PreludeTooLargeError, ResponseTooLargeError
+from ._errors import ConfigError, LambdaAsgiStreamError, PreludeTooLargeError, ResponseTooLargeError
+from ._http import is_token
 from ._types import Headers, Integration
+from .events.request import HandledRequest, Request
 
 DELIMITER = b"\x00" * 8
 MAX_PRELUDE_BYTES = 16 * 1024
@@ -50,7 +53,7 @@ ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 PRELUDE_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 
 # RFC 9110 7.6.1 hop-by-hop fields, plus content-length: a streamed response is chunked by Lambda, and a
-# length that disagrees with the bytes sent would corrupt the client's framing (lessons.md 3.11).
+# length that disagrees with the bytes sent would corrupt the client's framing (RFC 9112 6.3).
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -126,16 +129,24 @@ class Prelude:
     raw: dict[str, Any] = field(repr=False)
 
 
-def build_prelude(status: int, headers: Iterable[tuple[bytes, bytes]], integration: Integration) -> bytes:
+def build_prelude(
+    status: int,
+    headers: Iterable[tuple[bytes, bytes]],
+    integration: Integration,
+    exclude_headers: frozenset[str] = frozenset(),
+) -> bytes:
     """Encode ``http.response.start`` as the streaming prelude, delimiter included.
 
     >>> build_prelude(200, [(b"content-type", b"text/plain")], "function-url")
     b'{"statusCode":200,"headers":{"content-type":"text/plain"}}\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
 
-    Raises :class:`PreludeTooLargeError` when it would not fit in Lambda's 16 KiB.
+    ``exclude_headers``: lower-case names never sent (Mangum's option; build it once with
+    :func:`header_names`). Raises :class:`PreludeTooLargeError` when it would not fit in Lambda's 16 KiB.
     """
     pairs = _decode_headers(headers)
     dropped = HOP_BY_HOP | _connection_tokens(pairs)
+    if exclude_headers:
+        dropped |= exclude_headers
     grouped = _group([(k, v) for k, v in pairs if k not in dropped])
     cookies = grouped.pop("set-cookie", [])
     prelude: dict[str, Any] = {"statusCode": status}
@@ -229,7 +240,7 @@ def decode_stream(data: bytes) -> tuple[Prelude, bytes]:
 
 
 def function_error_type(exc: BaseException) -> str:
-    """The ``Function.<Name>`` value for an exception, letters only (protocol.md 1.2).
+    """The ``Function.<Name>`` value for an exception, letters only (docs/wire-protocol.md).
 
     >>> function_error_type(ValueError("x"))
     'Function.ValueError'
@@ -254,7 +265,7 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
 
 
 def error_trailers(exc: BaseException) -> Headers:
-    """The two trailers that mark a streamed invocation as failed (protocol.md 2.4)."""
+    """The two trailers that mark a streamed invocation as failed (docs/wire-protocol.md, "Trailers")."""
     body = json.dumps(error_payload(exc), separators=(",", ":")).encode("utf-8")
     return [
         (ERROR_TYPE_TRAILER.encode(), function_error_type(exc).encode("ascii")),
@@ -279,6 +290,52 @@ def read_error_trailers(trailers: Iterable[tuple[bytes, bytes]]) -> tuple[str, A
 # --- buffered ---------------------------------------------------------------------------------------
 
 
+def header_names(names: Iterable[str], option: str = "exclude_headers") -> frozenset[str]:
+    """Header names as the encoder compares them (lower-case), checked once where the option is read.
+
+    >>> sorted(header_names(["Server", "X-Powered-By"]))
+    ['server', 'x-powered-by']
+
+    Raises :class:`ConfigError` for a name that is not an RFC 9110 token (it could never match), or for
+    a bare string, which would otherwise be read one character at a time.
+    """
+    if isinstance(names, (str, bytes)):
+        raise ConfigError(f"{option} must be a list of header names, not a single string")
+    checked = set()
+    for name in names:
+        if not isinstance(name, str) or not is_token(name.encode("latin-1", "replace")):
+            raise ConfigError(f"{option}: {name!r} is not a header name")
+        checked.add(name.lower())
+    return frozenset(checked)
+
+
+def shape_response(
+    request: Request,
+    status: int,
+    headers: Headers,
+    body: bytes,
+    *,
+    text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
+    exclude_headers: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The buffered response dict for ``request``: the built-in shape of its integration, or the one its
+    custom event handler (``events.handlers``) makes."""
+    if type(request) is not HandledRequest:
+        return buffered_response(
+            status,
+            headers,
+            body,
+            request.integration,
+            multi_value_headers=request.multi_value_headers,
+            text_mime_types=text_mime_types,
+            exclude_headers=exclude_headers,
+        )
+    if exclude_headers:
+        headers = [(k, v) for k, v in headers if bytes(k).decode("latin-1").lower() not in exclude_headers]
+    assert request.handler is not None
+    return request.handler.response(request, status, headers, body, text_mime_types)
+
+
 def buffered_response(
     status: int,
     headers: Iterable[tuple[bytes, bytes]],
@@ -287,6 +344,7 @@ def buffered_response(
     *,
     multi_value_headers: bool,
     text_mime_types: Iterable[str] = DEFAULT_TEXT_MIME_TYPES,
+    exclude_headers: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The response dict a buffered Lambda returns, in the shape the integration expects.
 
@@ -294,10 +352,15 @@ def buffered_response(
     ...                   multi_value_headers=False)["body"]
     'hi'
 
-    Raises :class:`ResponseTooLargeError` over Lambda's 6 MB limit, instead of letting Lambda fail
-    the invocation with a less helpful message.
+    ``text_mime_types`` replaces the defaults (as Mangum's option does): a body goes out as text when its
+    content type contains one of them, else base64. ``exclude_headers``: lower-case names never sent
+    (:func:`header_names`). Raises :class:`ResponseTooLargeError` over Lambda's 6 MB limit, instead of
+    letting Lambda fail the invocation with a less helpful message.
     """
     grouped = _buffered_headers(headers)
+    if exclude_headers:
+        for name in exclude_headers:
+            grouped.pop(name, None)
     text, is_base64 = _encode_body(body, grouped, tuple(text_mime_types))
     out: dict[str, Any] = {"statusCode": status}
     if integration in ("function-url", "http-api"):
@@ -305,27 +368,82 @@ def buffered_response(
         out["headers"] = {k: ",".join(v) for k, v in grouped.items()}
         if cookies:
             out["cookies"] = cookies
-    elif integration == "rest" or multi_value_headers:
-        single = {k: v[0] for k, v in grouped.items() if len(v) == 1}
-        multi = {k: v for k, v in grouped.items() if len(v) > 1}
-        if integration == "alb":
-            # ALB with multi-value headers on wants every header in multiValueHeaders and no `headers`
-            # (ALB docs "Enable multi-value headers"; Mangum PR #187).
-            out["multiValueHeaders"] = grouped
-            out["statusDescription"] = _status_description(status)
-        else:
-            out["headers"] = single
-            out["multiValueHeaders"] = multi
-    else:
+    elif integration == "rest":
+        out["headers"] = {k: v[0] for k, v in grouped.items() if len(v) == 1}
+        out["multiValueHeaders"] = {k: v for k, v in grouped.items() if len(v) > 1}
+    elif integration == "lambda-at-edge":  # checked after the common shapes: they pay nothing for it
+        return _edge_response(status, grouped, text, is_base64)
+    elif integration == "alb" and multi_value_headers:
+        # ALB with multi-value headers on wants every header in multiValueHeaders and no `headers`
+        # (ALB docs "Enable multi-value headers"; Mangum PR #187).
+        out["multiValueHeaders"] = grouped
+        out["statusDescription"] = _status_description(status)
+    else:  # ALB single-value mode, VPC Lattice (one value per name in both event versions)
         out["headers"] = _alb_single_value_headers(grouped)
         out["statusDescription"] = _status_description(status)
     out["body"] = text
     out["isBase64Encoded"] = is_base64
+    _check_size(text)
+    return out
+
+
+def _check_size(text: str) -> None:
     if len(text) > MAX_BUFFERED_RESPONSE_BYTES:
         raise ResponseTooLargeError(
             f"buffered response body is {len(text)} bytes after encoding; Lambda returns at most "
             f"{MAX_BUFFERED_RESPONSE_BYTES}. Stream it instead (invoke mode RESPONSE_STREAM)."
         )
+
+
+# Fields CloudFront refuses in a generated response: one of them makes it answer 502 (CloudFront
+# Developer Guide, "Restrictions on all edge functions", disallowed headers). Dropped rather than failed:
+# the app set them for a plain HTTP server, where they were harmless.
+_EDGE_DISALLOWED = frozenset(
+    {
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "via",
+        "x-accel-buffering",
+        "x-accel-charset",
+        "x-accel-limit-rate",
+        "x-accel-redirect",
+        "x-cache",
+        "x-forwarded-proto",
+        "x-real-ip",
+    }
+)
+_EDGE_DISALLOWED_PREFIXES = ("x-amz-cf-", "x-amzn-", "x-edge-")
+
+
+def _edge_response(status: int, grouped: dict[str, list[str]], text: str, is_base64: bool) -> dict[str, Any]:
+    """A Lambda@Edge generated response (CloudFront Developer Guide, "Lambda@Edge event structure",
+    response object): ``status`` is a string, headers are lists of ``{key, value}`` under their lower-case
+    name (so repeats, Set-Cookie included, stay separate fields), ``bodyEncoding`` says ``text`` or
+    ``base64``. Mangum returns an int ``status`` and ``isBase64Encoded``, which CloudFront ignores: its
+    binary bodies arrive as base64 text."""
+    headers = {
+        name: [{"key": name, "value": value} for value in values]
+        for name, values in grouped.items()
+        if name not in _EDGE_DISALLOWED and not name.startswith(_EDGE_DISALLOWED_PREFIXES)
+    }
+    out: dict[str, Any] = {
+        "status": str(status),
+        "statusDescription": _status_description(status).partition(" ")[2] or str(status),
+        "headers": headers,
+    }
+    # A 204 or 304 with a body field (even an empty one) makes CloudFront answer 502 (RFC 9110 6.4.1: these
+    # have no content), so the field is left out whenever there is nothing to send.
+    if text:
+        out["body"] = text
+        out["bodyEncoding"] = "base64" if is_base64 else "text"
+    _check_size(text)
     return out
 
 
@@ -411,6 +529,8 @@ def decode_buffered_response(payload: Any) -> tuple[int, list[tuple[str, str]], 
     Payload 2.0 rules (Function URL and HTTP API docs, "Response payload"): a value that is not an
     object with ``statusCode`` is sent as a ``200`` JSON body.
     """
+    if isinstance(payload, dict) and "status" in payload and "statusCode" not in payload:
+        return _decode_edge_response(payload)
     if not isinstance(payload, dict) or "statusCode" not in payload:
         body = json.dumps(payload).encode("utf-8")
         return 200, [("content-type", "application/json")], body
@@ -428,3 +548,14 @@ def decode_buffered_response(payload: Any) -> tuple[int, list[tuple[str, str]], 
     else:
         body = raw.encode("utf-8") if isinstance(raw, str) else json.dumps(raw).encode("utf-8")
     return int(payload["statusCode"]), headers, body
+
+
+def _decode_edge_response(payload: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [
+        (name.lower(), str(entry.get("value", "")))
+        for name, entries in (payload.get("headers") or {}).items()
+        for entry in entries
+    ]
+    raw = payload.get("body") or ""
+    body = base64.b64decode(raw) if payload.get("bodyEncoding") == "base64" else str(raw).encode("utf-8")
+    return int(payload["status"]), headers, body

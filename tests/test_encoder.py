@@ -8,16 +8,20 @@ from typing import Any
 
 import pytest
 
-from lambda_asgi_stream import PreludeTooLargeError, ResponseTooLargeError
+from lambda_asgi_stream import ConfigError, PreludeTooLargeError, ResponseTooLargeError
+from lambda_asgi_stream._types import INTEGRATIONS
 from lambda_asgi_stream.encoder import (
+    DEFAULT_TEXT_MIME_TYPES,
     DELIMITER,
     MAX_PRELUDE_BYTES,
     PreludeDecoder,
     buffered_response,
     build_prelude,
+    decode_buffered_response,
     decode_stream,
     error_trailers,
     function_error_type,
+    header_names,
     read_error_trailers,
 )
 
@@ -214,7 +218,7 @@ def test_buffered_rest_uses_multi_value_headers_and_never_cookies() -> None:
         "rest",
         True,
     )
-    assert "cookies" not in out  # a `cookies` key in a REST response is a 502 (lessons.md 3.5)
+    assert "cookies" not in out  # a `cookies` key in a REST response is a 502 (API Gateway REST answers 502)
     assert out["multiValueHeaders"] == {"set-cookie": ["a=1", "b=2"]}
     assert out["headers"] == {"content-type": "application/json"}
 
@@ -259,3 +263,139 @@ def test_buffered_gzip_text_is_base64() -> None:
 def test_buffered_over_6_mb_is_a_clear_error() -> None:
     with pytest.raises(ResponseTooLargeError, match="RESPONSE_STREAM"):
         _buffered([(b"content-type", b"text/plain")], b"x" * (6 * 1024 * 1024 + 1), "function-url")
+
+
+APP_HEADERS: H = [
+    (b"Content-Type", b"text/html; charset=utf-8"),
+    (b"Server", b"uvicorn"),
+    (b"X-Powered-By", b"starlette"),
+    (b"Set-Cookie", b"a=1; Path=/"),
+    (b"Set-Cookie", b"b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"),
+    (b"Vary", b"accept"),
+    (b"Vary", b"cookie"),
+]
+
+
+def test_buffered_lambda_at_edge_is_what_cloudfront_takes() -> None:
+    out = buffered_response(201, APP_HEADERS, b"<p>hi</p>", "lambda-at-edge", multi_value_headers=True)
+    assert out == {
+        "status": "201",  # CloudFront wants a string
+        "statusDescription": "Created",
+        "headers": {
+            "content-type": [{"key": "content-type", "value": "text/html; charset=utf-8"}],
+            "server": [{"key": "server", "value": "uvicorn"}],
+            "x-powered-by": [{"key": "x-powered-by", "value": "starlette"}],
+            "set-cookie": [
+                {"key": "set-cookie", "value": "a=1; Path=/"},
+                {"key": "set-cookie", "value": "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"},
+            ],
+            "vary": [{"key": "vary", "value": "accept"}, {"key": "vary", "value": "cookie"}],
+        },
+        "body": "<p>hi</p>",
+        "bodyEncoding": "text",
+    }
+
+
+def test_buffered_lambda_at_edge_binary_and_empty_bodies() -> None:
+    png = buffered_response(
+        200, [(b"content-type", b"image/png")], b"\x89PNG", "lambda-at-edge", multi_value_headers=True
+    )
+    assert (png["bodyEncoding"], base64.b64decode(png["body"])) == ("base64", b"\x89PNG")
+    # A 204 with a body field, even an empty one, is a 502 from CloudFront: no body field at all.
+    empty = buffered_response(204, [], b"", "lambda-at-edge", multi_value_headers=True)
+    assert empty == {"status": "204", "statusDescription": "No Content", "headers": {}}
+    odd = buffered_response(299, [], b"", "lambda-at-edge", multi_value_headers=True)
+    assert odd["statusDescription"] == "299"
+
+
+def test_buffered_lambda_at_edge_drops_fields_cloudfront_refuses() -> None:
+    headers = [
+        (b"connection", b"close"),
+        (b"keep-alive", b"timeout=5"),
+        (b"upgrade", b"h2c"),
+        (b"x-accel-buffering", b"no"),
+        (b"x-amzn-requestid", b"1"),
+        (b"x-amz-cf-id", b"2"),
+        (b"x-edge-location", b"3"),
+        (b"x-forwarded-proto", b"https"),
+        (b"via", b"1.1 proxy"),
+        (b"x-ok", b"kept"),
+    ]
+    out = buffered_response(200, headers, b"", "lambda-at-edge", multi_value_headers=True)
+    assert list(out["headers"]) == ["x-ok"]
+
+
+def test_buffered_vpc_lattice_is_one_value_per_name() -> None:
+    out = buffered_response(200, APP_HEADERS, b"hi", "vpc-lattice", multi_value_headers=False)
+    assert out["statusCode"] == 200 and out["statusDescription"] == "200 OK"
+    assert out["body"] == "hi" and out["isBase64Encoded"] is False
+    assert out["headers"]["vary"] == "accept,cookie"
+    cookies = sorted(v for k, v in out["headers"].items() if k.lower() == "set-cookie")
+    assert cookies == ["a=1; Path=/", "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT"]
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_exclude_headers_drops_them_from_every_buffered_shape(integration: Any) -> None:
+    multi = integration in ("rest", "lambda-at-edge")
+    excluded = header_names(["server", "X-POWERED-BY", "set-cookie"])
+    out = buffered_response(
+        200, APP_HEADERS, b"x", integration, multi_value_headers=multi, exclude_headers=excluded
+    )
+    status, headers, body = decode_buffered_response(out)
+    names = {name for name, _ in headers}
+    assert names == {"content-type", "vary"}
+    assert (status, body) == (200, b"x")
+    kept = buffered_response(200, APP_HEADERS, b"x", integration, multi_value_headers=multi)
+    assert {name for name, _ in decode_buffered_response(kept)[1]} == {
+        "content-type",
+        "server",
+        "x-powered-by",
+        "set-cookie",
+        "vary",
+    }
+
+
+@pytest.mark.parametrize("integration", ["function-url", "rest"])
+def test_exclude_headers_drops_them_from_the_streamed_prelude(integration: Any) -> None:
+    excluded = header_names(["Server", "Set-Cookie"])
+    prelude, _ = decode_stream(build_prelude(200, APP_HEADERS, integration, excluded))
+    assert {name for name, _ in prelude.headers} == {"content-type", "x-powered-by", "vary"}
+    assert prelude.cookies == []
+    assert build_prelude(200, APP_HEADERS, integration, frozenset()) == build_prelude(
+        200, APP_HEADERS, integration
+    )
+
+
+@pytest.mark.parametrize("bad", ["server", ["bad name"], ["x\r\ny"], [7]])
+def test_header_names_refuses_what_could_never_match(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="exclude_headers"):
+        header_names(bad)
+
+
+def test_text_mime_types_replace_the_defaults() -> None:
+    html = [(b"content-type", b"text/html")]
+    custom = ("application/x-custom",)
+    assert (
+        buffered_response(200, html, b"<p>", "function-url", multi_value_headers=False)["isBase64Encoded"]
+        is False
+    )
+    out = buffered_response(
+        200, html, b"<p>", "function-url", multi_value_headers=False, text_mime_types=custom
+    )
+    assert out["isBase64Encoded"] is True  # text/ is no longer in the list
+    mine = [(b"content-type", b"application/x-custom; v=1")]
+    out = buffered_response(
+        200, mine, b"ok", "function-url", multi_value_headers=False, text_mime_types=custom
+    )
+    assert (out["isBase64Encoded"], out["body"]) == (False, "ok")
+    assert "text/" in DEFAULT_TEXT_MIME_TYPES
+
+
+def test_decode_lambda_at_edge_response() -> None:
+    out = buffered_response(200, APP_HEADERS, bytes(range(10)), "lambda-at-edge", multi_value_headers=True)
+    status, headers, body = decode_buffered_response(out)
+    assert status == 200 and body == bytes(range(10))
+    assert [v for k, v in headers if k == "set-cookie"] == [
+        "a=1; Path=/",
+        "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT",
+    ]

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from .base_path import normalize_base_path
+from .handlers import EventHandler, MangumHandler, event_handlers
 from .parse import parse_event
 from .request import Request
 
-__all__ = ["Request", "parse_event"]
+__all__ = [
+    "EventHandler",
+    "MangumHandler",
+    "Request",
+    "event_handlers",
+    "normalize_base_path",
+    "parse_event",
+]

@@ -3,7 +3,7 @@
 Every reader names the field it was reading when it fails, so a bad event produces
 ``MalformedEventError("requestContext.http.method", "expected a string, got null")`` rather than a
 ``KeyError`` deep in a parser. Optional fields may be missing *or* null: API Gateway sends
-``"headers": null`` for a request without headers (Mangum crashes on it, lessons.md 6).
+``"headers": null`` for a request without headers (Mangum crashes on it).
 """
 
 from __future__ import annotations
@@ -102,6 +102,31 @@ def multi_values(value: Any, field: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def loose_values(value: Any, field: str) -> list[tuple[str, str]]:
+    """An object whose values are each a string or an array of strings, as pairs, one per value.
+
+    VPC Lattice documents list values for its 2.0 headers and query parameters, while AWS's own sample
+    events (Powertools, Java events) carry plain strings: both are read.
+    """
+    pairs: list[tuple[str, str]] = []
+    for name, items in obj(value, field).items():
+        if type(items) is str:
+            pairs.append((name, items))
+        elif items is not None:  # null means "no value", as in single_values
+            pairs.extend((name, item) for item in strings(items, f"{field}.{name}"))
+    return pairs
+
+
+def path_text(value: Any, field: str) -> str:
+    """The path of an HTTP event: required. A request always has one; an event without it is broken, and
+    serving it as ``/`` would run the home page for a request that asked for something else."""
+    if type(value) is str and value:  # fast path
+        return value
+    if value is None or value == "":
+        raise MalformedEventError(field, "is missing: every HTTP request has a path")
+    return text(value, field)
+
+
 def method(value: Any, field: str) -> str:
     if type(value) is str and value in _KNOWN_METHODS:  # fast path: a valid method, already upper-case
         return value
@@ -111,18 +136,29 @@ def method(value: Any, field: str) -> str:
     return name.upper()
 
 
-def body(value: Any, is_base64: Any) -> bytes:
-    """The request body. Lambda never streams requests, so the whole body is here at once."""
+def body(value: Any, is_base64: Any, field: str = "body", flag: str = "isBase64Encoded") -> bytes:
+    """The request body. Lambda never streams requests, so the whole body is here at once.
+
+    A ``bytes`` body never comes out of JSON, but hand-written test events pass one: it is the raw body
+    (base64 text when the flag says so, as Mangum reads it).
+    """
     if value is None:
         return b""
-    data = text(value, "body")
-    if not is_base64:
-        return data.encode("utf-8", _LONE_SURROGATES)
+    if type(value) is str:  # fast path: what json.loads gives
+        if not is_base64:
+            return value.encode("utf-8", _LONE_SURROGATES)
+        data: str | bytes = value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        if not is_base64:
+            return bytes(value)
+        data = bytes(value)
+    else:
+        raise MalformedEventError(field, f"expected a string, got {_kind(value)}")
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
-        problem = f"isBase64Encoded is true but the body is not base64 ({exc})"
-        raise MalformedEventError("body", problem) from None
+        problem = f"{flag} says base64 but the body is not base64 ({exc})"
+        raise MalformedEventError(field, problem) from None
 
 
 def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers") -> Headers:
@@ -167,8 +203,8 @@ def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers
 
 def _one_cookie_header(headers: Headers) -> Headers:
     # Several Cookie fields are joined with "; " into one (RFC 9113 8.2.3, RFC 6265 5.4): frameworks
-    # read only the first ``cookie`` header (Starlette's ``request.cookies``), and a ", " join (Mangum,
-    # lessons.md 5) makes the second cookie part of the first one's value.
+    # read only the first ``cookie`` header (Starlette's ``request.cookies``), and a ", " join (Mangum)
+    # makes the second cookie part of the first one's value.
     cookies = [value for name, value in headers if name == b"cookie"]
     if len(cookies) < 2:
         return headers
@@ -269,6 +305,21 @@ def query_string(query: str) -> bytes:
     return quote(query, safe=_QUERY_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
 
 
+def encode_query(pairs: list[tuple[str, str]]) -> str:
+    """A query string rebuilt from decoded ``(name, value)`` pairs (REST, VPC Lattice hand them over
+    decoded), each part percent-encoded."""
+    if not pairs:
+        return ""
+    # quote, not quote_plus: "%20" means a space to every parser, "+" only to form parsers.
+    return "&".join(f"{quote_component(k)}={quote_component(v)}" for k, v in pairs)
+
+
+def quote_component(text: str) -> str:
+    if UNRESERVED.issuperset(text):  # fast path: quote(text, safe="") would return it unchanged
+        return text
+    return quote(text, safe="", errors=_LONE_SURROGATES)
+
+
 def decode_path(raw: str, field: str) -> str:
     """Percent-decode a path once (UTF-8, as browsers encode; bad UTF-8 becomes U+FFFD, as in uvicorn)."""
     if not raw.startswith("/"):
@@ -296,7 +347,7 @@ def root_path(path: str, base_path: str) -> str:
     """The configured base path if ``path`` lies under it, segment by segment, else ``""``.
 
     ``/orders`` is the root of ``/orders`` and ``/orders/7`` but not of ``/ordersXYZ`` (LWA's plain
-    string trim gets that wrong, lessons.md 9).
+    string trim gets that wrong).
     """
     if not base_path:
         return ""
@@ -344,6 +395,38 @@ def scope(
         "aws.event": event,
         "aws.context": context,
     }
+
+
+def forwarded_scope(
+    *,
+    method: str,
+    scheme: str,
+    received: str,
+    path_field: str,
+    base_path: str,
+    query_string: bytes,
+    headers: Headers,
+    first: Mapping[bytes, bytes],
+    event: Any,
+    context: Any,
+) -> dict[str, Any]:
+    """The scope for a load balancer's event (ALB, VPC Lattice): the path as received, HTTP/1.1, the
+    client known only from ``x-forwarded-for`` and the server from the ``Host`` header."""
+    path = decode_path(received, path_field)
+    return scope(
+        method=method,
+        scheme=scheme,
+        path=path,
+        raw_path=raw_path(received),
+        root_path=root_path(path, base_path),
+        query_string=query_string,
+        headers=headers,
+        http_version="1.1",
+        client=client_from_forwarded_for(first),
+        server=server(first, None, scheme),
+        event=event,
+        context=context,
+    )
 
 
 def _kind(value: Any) -> str:

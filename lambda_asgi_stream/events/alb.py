@@ -33,20 +33,16 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         query = c.single_values(event.get("queryStringParameters"), "queryStringParameters")
     first = c.first_values(headers)
 
-    received = c.text(event.get("path"), "path", default="/")
-    path = c.decode_path(received, "path")
     scheme = c.scheme(first, default="http")
-    scope = c.scope(
+    scope = c.forwarded_scope(
         method=c.method(event.get("httpMethod"), "httpMethod"),
         scheme=scheme,
-        path=path,
-        raw_path=c.raw_path(received),
-        root_path=c.root_path(path, base_path),
+        received=c.path_text(event.get("path"), "path"),
+        path_field="path",
+        base_path=base_path,
         query_string=c.query_string("&".join(f"{k}={v}" for k, v in query)),
         headers=headers,
-        http_version="1.1",
-        client=c.client_from_forwarded_for(first),
-        server=c.server(first, None, scheme),
+        first=first,
         event=event,
         context=context,
     )

@@ -5,7 +5,7 @@ AWS: payload 2.0 drops ``Cookie`` into ``cookies`` and comma-joins repeated head
 over the path decoded, REST decodes query values and strips the stage on ``execute-api``, ALB passes
 the query as received, and binary bodies travel as base64. The shapes follow the AWS documentation
 samples (urls-invocation.md, http-api-develop-integrations-lambda.md, set-up-lambda-proxy-integrations.md,
-lambda-functions.md for ALB).
+lambda-functions.md for ALB and for VPC Lattice, lambda-event-structure.md for Lambda@Edge).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 URL_ID = "localurl0000000000000000000000000"
 API_ID = "localapi00"
+DISTRIBUTION = "d111111abcdef8.cloudfront.net"
 TARGET_GROUP = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT_ID}:targetgroup/local/0123456789abcdef"
 
 # Content types Function URLs and ALB pass as text; any other body arrives base64-encoded.
@@ -51,13 +52,14 @@ def build_event(
     scheme: str = "https",
     request_id: str | None = None,
     multi_value_headers: bool = True,
+    lattice_version: int = 2,
 ) -> dict[str, Any]:
     """The event for one request.
 
     ``path`` and ``query_string`` are as the client sent them (percent-encoded, no ``?``). ``stage``
     puts a REST or HTTP API on its ``execute-api`` host with that stage as the first path segment;
     without it the API sits behind a custom domain (``host``). ``multi_value_headers`` picks the ALB
-    target-group mode.
+    target-group mode, ``lattice_version`` the VPC Lattice event structure (1 or 2).
     """
     pairs = [(name, value) for name, value in headers]
     if not any(name.lower() == "host" for name, _ in pairs):
@@ -67,6 +69,10 @@ def build_event(
     _append_forwarded_for(pairs, source_ip)
     request_id = request_id or str(uuid.uuid4())
     text, is_base64 = _body(body, _header(pairs, "content-type"))
+    if integration == "lambda-at-edge":
+        return _edge(method, path, query_string, pairs, body, source_ip, host)
+    if integration == "vpc-lattice":
+        return _lattice(method, path, query_string, pairs, text, is_base64, lattice_version)
     common = {"body": text, "isBase64Encoded": is_base64}
     if integration == "alb":
         return _alb(method, path, query_string, pairs, multi_value_headers) | common
@@ -90,7 +96,7 @@ def _v2(
     if integration == "function-url":
         domain, raw_path, stage_name = f"{URL_ID}.lambda-url.{REGION}.on.aws", path, "$default"
     else:
-        # HTTP APIs decode the path and cut it at a decoded "?" (protocol.md 4.6, hono#2156).
+        # HTTP APIs decode the path and cut it at a decoded "?" (docs/wire-protocol.md, hono#2156).
         domain = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
         raw_path = unquote(path).split("?", 1)[0]
         stage_name = stage or "$default"  # a named stage is already the first segment of the client's path
@@ -193,6 +199,79 @@ def _alb(method: str, path: str, query: str, pairs: list[tuple[str, str]], multi
         event["queryStringParameters"] = dict(fields)
         event["headers"] = dict(lowered)
     return event
+
+
+def _edge(
+    method: str,
+    path: str,
+    query: str,
+    pairs: list[tuple[str, str]],
+    body: bytes,
+    source_ip: str,
+    host: str,
+) -> dict[str, Any]:
+    # An origin-request event with "include body" on: CloudFront always sends the body as base64 then.
+    headers: dict[str, list[dict[str, str]]] = {}
+    for name, value in pairs:
+        headers.setdefault(name.lower(), []).append({"key": name, "value": value})
+    request: dict[str, Any] = {
+        "clientIp": source_ip,
+        "headers": headers,
+        "method": method,
+        "querystring": query,
+        "uri": path,
+    }
+    if body:
+        data = base64.b64encode(body).decode("ascii")
+        request["body"] = {"action": "read-only", "data": data, "encoding": "base64", "inputTruncated": False}
+    config = {
+        "distributionDomainName": host.split(":")[0] if host.endswith(".cloudfront.net") else DISTRIBUTION,
+        "distributionId": "ELOCAL0000000",
+        "eventType": "origin-request",
+        "requestId": str(uuid.uuid4()),
+    }
+    return {"Records": [{"cf": {"config": config, "request": request}}]}
+
+
+def _lattice(
+    method: str,
+    path: str,
+    query: str,
+    pairs: list[tuple[str, str]],
+    text: str | None,
+    is_base64: bool,
+    version: int,
+) -> dict[str, Any]:
+    # VPC Lattice hands over the query decoded, as API Gateway's REST does.
+    decoded = parse_qsl(query, keep_blank_values=True)
+    if version == 1:
+        return {
+            "raw_path": path,
+            "method": method,
+            "headers": _joined({}, pairs),
+            "query_string_parameters": dict(decoded),
+            "body": text,
+            "is_base64_encoded": is_base64,
+        }
+    now_us = int(time.time() * 1_000_000)
+    arn = f"arn:aws:vpc-lattice:{REGION}:{ACCOUNT_ID}"
+    return {
+        "version": "2.0",
+        "path": path,
+        "method": method,
+        "headers": _grouped([(name.lower(), value) for name, value in pairs]),
+        "queryStringParameters": _grouped(decoded),
+        "body": text,
+        "isBase64Encoded": is_base64,
+        "requestContext": {
+            "serviceNetworkArn": f"{arn}:servicenetwork/sn-0000000000local0",
+            "serviceArn": f"{arn}:service/svc-0000000000local0",
+            "targetGroupArn": f"{arn}:targetgroup/tg-0000000000local0",
+            "identity": {"sourceVpcArn": f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:vpc/vpc-0000000000local0"},
+            "region": REGION,
+            "timeEpoch": str(now_us),
+        },
+    }
 
 
 def _split_field(part: str) -> tuple[str, str]:

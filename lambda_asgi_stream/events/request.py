@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._types import Integration
+
+if TYPE_CHECKING:
+    from .handlers import EventHandler
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +20,7 @@ class Request:
     apps may mutate their scope. ``multi_value_headers`` says whether responses must use
     ``multiValueHeaders`` (always for REST, for ALB when the target group has multi-value headers on).
     ``streamable`` says whether the invoker can take a streamed response at all: a Function URL or a REST
-    API can; an HTTP API (either payload version) and ALB invoke buffered only.
+    API can; an HTTP API (either payload version), ALB, Lambda@Edge and VPC Lattice invoke buffered only.
     """
 
     scope: dict[str, Any]
@@ -25,3 +28,14 @@ class Request:
     integration: Integration
     multi_value_headers: bool
     streamable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HandledRequest(Request):
+    """A request read by a custom :class:`~lambda_asgi_stream.events.handlers.EventHandler`, whose
+    ``response`` shapes the reply. (A subclass, so that the built-in formats' requests, built for every
+    event, do not pay for fields they never use.) ``extra`` is whatever the handler keeps between reading
+    the event and shaping the response: a handler's ``parse`` may return a ``HandledRequest`` to set it."""
+
+    handler: EventHandler | None = None
+    extra: Any = None

@@ -1,16 +1,16 @@
 """Payload format 1.0: API Gateway REST APIs (buffered or ``responseTransferMode: STREAM``) and HTTP APIs
 configured for 1.0.
 
-``path`` arrives percent-encoded (protocol.md 4.6) and, on an ``execute-api`` host, without the stage
-that the client's URL carried (``requestContext.path`` has it). Query values arrive decoded, so the
-query string is rebuilt from ``multiValueQueryStringParameters`` (all values; the single-value map
-keeps only the last) and re-encoded; the original spelling (``%20`` vs ``+``) cannot be recovered.
+``path`` arrives percent-encoded (docs/wire-protocol.md, "Event formats") and, on an ``execute-api`` host,
+without the stage that the client's URL carried (``requestContext.path`` has it). Query values arrive
+decoded, so the query string is rebuilt from ``multiValueQueryStringParameters`` (all values; the
+single-value map keeps only the last) and re-encoded; the original spelling (``%20`` vs ``+``) cannot be
+recovered.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from . import _common as c
 from .request import Request
@@ -34,7 +34,10 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     headers = c.headers(pairs, body)
     first = c.first_values(headers)
 
-    received = c.text(event.get("path"), "path", default="/")
+    received = event.get("path")
+    if type(received) is not str or not received:
+        # ``requestContext.path`` is the client's own path (stage included), a second place to find it.
+        received = c.path_text(received or request_context.get("path"), "path")
     stage = c.text(request_context.get("stage"), "requestContext.stage", default="")
     prefix = _stage_prefix(received, stage, domain, request_context)
     path = prefix + c.decode_path(received, "path")
@@ -73,7 +76,9 @@ def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> s
     the stage (LocalStack #12295 matrix); ``requestContext.path`` shows what the client sent. Behind a
     custom domain the stage never appeared in the URL and nothing is added back.
     """
-    if not stage or ".execute-api." not in domain:
+    # ``$default`` (an HTTP API's payload 1.0) is never a URL segment (HTTP API docs, "Working with
+    # stages"): the client's URL has no stage to put back.
+    if not stage or stage == "$default" or ".execute-api." not in domain:
         return ""
     client_path = c.text(request_context.get("path"), "requestContext.path", default="")
     prefix = "/" + stage
@@ -87,13 +92,4 @@ def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> s
 def _query(event: dict[str, Any]) -> str:
     multi = c.multi_values(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
     pairs = multi or c.single_values(event.get("queryStringParameters"), "queryStringParameters")
-    if not pairs:
-        return ""
-    # quote, not quote_plus: "%20" means a space to every parser, "+" only to form parsers.
-    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in pairs)
-
-
-def _quote(text: str) -> str:
-    if c.UNRESERVED.issuperset(text):  # fast path: quote(text, safe="") would return it unchanged
-        return text
-    return quote(text, safe="", errors="surrogatepass")
+    return c.encode_query(pairs)

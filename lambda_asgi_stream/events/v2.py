@@ -1,11 +1,11 @@
 """Payload format 2.0: Lambda Function URLs and API Gateway HTTP APIs.
 
-The two share one schema (urls-invocation.md) but differ on the path: a Function URL passes ``rawPath``
-as the client sent it, percent-encoded, while an HTTP API passes it already decoded (protocol.md 4.6,
-from live captures). So the parser must know which one it reads, and it tells them apart by the domain:
-Function URLs always answer on ``<url-id>.lambda-url.<region>.on.aws`` (also behind CloudFront, whose
-origin is that host). An event with no domain at all (a hand-written test event) is read as a Function
-URL, the only 2.0 source that can stream.
+The two share one schema (urls-invocation.md) but differ on the path: a Function URL passes ``rawPath`` as
+the client sent it, percent-encoded, while an HTTP API passes it already decoded (from live captures;
+docs/wire-protocol.md, "Event formats"). So the parser must know which one it reads, and it tells them apart
+by the domain: Function URLs always answer on ``<url-id>.lambda-url.<region>.on.aws`` (also behind
+CloudFront, whose origin is that host). An event with no domain at all (a hand-written test event) is read
+as a Function URL, the only 2.0 source that can stream.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         headers = c.headers(pairs, body)
     first = c.first_values(headers)
 
-    raw = c.text(event.get("rawPath"), "rawPath", default="") or c.text(
-        http.get("path"), "requestContext.http.path", default="/"
-    )
+    raw = event.get("rawPath")
+    if type(raw) is not str or not raw:
+        # ``requestContext.http.path`` holds the same path: the second place 2.0 keeps it.
+        raw = c.text(raw, "rawPath", default="") or c.path_text(http.get("path"), "rawPath")
     if integration == "function-url":
         path = c.decode_path(raw, "rawPath")
         raw_path = c.raw_path(raw)
@@ -87,7 +88,7 @@ def _is_function_url(domain: str) -> bool:
 
 def _stage_root(path: str, stage: str, domain: str) -> str:
     # An HTTP API named stage reached through execute-api keeps the stage as the first path segment
-    # (protocol.md 4.2); it is the app's mount point, like a REST stage. ``$default`` has no segment.
+    # (docs/wire-protocol.md); it is the app's mount point, like a REST stage. ``$default`` has no segment.
     if stage == "$default" or ".execute-api." not in domain:
         return ""
     return c.root_path(path, "/" + stage)

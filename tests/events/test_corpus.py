@@ -61,4 +61,6 @@ def test_corpus_covers_every_integration_and_mode() -> None:
         ("rest", True),
         ("alb", False),
         ("alb", True),
+        ("lambda-at-edge", True),
+        ("vpc-lattice", False),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -115,3 +116,155 @@ def test_rest_query_values_with_lone_surrogates() -> None:
     event = build_event("rest", method="GET", path="/")
     event["multiValueQueryStringParameters"] = {"q": ["\ud800"]}
     assert parse_event(event).scope["query_string"].startswith(b"q=%ED%A0%80")
+
+
+def _without(event: dict[str, Any], *where: str, null: bool) -> dict[str, Any]:
+    """``event`` with the field at each dotted place deleted (or set to null)."""
+    for dotted in where:
+        *parents, last = dotted.split(".")
+        node: Any = event
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        if null:
+            node[last] = None
+        else:
+            del node[last]
+    return event
+
+
+# Every place each format keeps the path; the field the error names.
+PATH_PLACES = [
+    ("function-url", ("rawPath", "requestContext.http.path"), "rawPath"),
+    ("http-api", ("rawPath", "requestContext.http.path"), "rawPath"),
+    ("rest", ("path", "requestContext.path"), "path"),
+    ("alb", ("path",), "path"),
+    ("lambda-at-edge", ("Records.0.cf.request.uri",), "Records[0].cf.request.uri"),
+    ("vpc-lattice", ("path",), "path"),
+]
+
+
+@pytest.mark.parametrize("null", [False, True], ids=["deleted", "null"])
+@pytest.mark.parametrize(("integration", "places", "field"), PATH_PLACES, ids=[p[0] for p in PATH_PLACES])
+def test_an_event_without_a_path_is_malformed_not_served_as_root(
+    integration: Any, places: tuple[str, ...], field: str, null: bool
+) -> None:
+    event = _without(build_event(integration, method="GET", path="/admin/delete"), *places, null=null)
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == field
+    assert "missing" in str(info.value)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_lattice_without_method_is_malformed(version: int) -> None:
+    event = build_event("vpc-lattice", method="GET", path="/x", lattice_version=version)
+    del event["method"]
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "method"
+
+
+def test_lattice_v1_without_raw_path_is_malformed() -> None:
+    event = build_event("vpc-lattice", method="GET", path="/x", lattice_version=1)
+    del event["raw_path"]
+    event["method"] = "GET"
+    # Without raw_path it is no longer recognisable as a Lattice v1 event at all.
+    with pytest.raises(UnsupportedEventError):
+        parse_event(event)
+    event["raw_path"] = None
+    with pytest.raises(MalformedEventError, match="raw_path"):
+        parse_event(event)
+
+
+@pytest.mark.parametrize("integration", ["rest", "function-url"])
+def test_the_second_place_a_format_keeps_the_path_is_used(integration: Any) -> None:
+    event = build_event(integration, method="GET", path="/items/7")
+    del event["path" if integration == "rest" else "rawPath"]
+    assert parse_event(event).scope["path"] == "/items/7"
+
+
+@pytest.mark.parametrize(
+    ("body", "flag", "expected"),
+    [
+        (b"\x00\xffraw", False, b"\x00\xffraw"),
+        (bytearray(b"abc"), None, b"abc"),
+        (base64.b64encode(b"\x00\x01"), True, b"\x00\x01"),  # as Mangum's maybe_encode_body reads it
+    ],
+)
+def test_hand_written_bytes_body_is_the_raw_body(body: Any, flag: Any, expected: bytes) -> None:
+    for integration in ("function-url", "rest", "alb"):
+        event = build_event(integration, method="POST", path="/")
+        event.update(body=body, isBase64Encoded=flag)
+        request = parse_event(event)
+        assert request.body == expected
+        assert (b"content-length", str(len(expected)).encode()) in request.scope["headers"]
+
+
+def test_bytes_body_that_claims_base64_but_is_not() -> None:
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(_url_event(body=b"!!not base64!!", isBase64Encoded=True))
+    assert info.value.field == "body"
+
+
+def test_edge_truncated_body_is_refused_not_served_partly() -> None:
+    event = build_event("lambda-at-edge", method="POST", path="/upload", body=b"x" * 100)
+    event["Records"][0]["cf"]["request"]["body"]["inputTruncated"] = True
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "Records[0].cf.request.body.inputTruncated"
+    assert "truncated" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"encoding": "gzip"}, "Records[0].cf.request.body.encoding"),
+        ({"data": "%%%"}, "Records[0].cf.request.body.data"),
+        ({"data": 5}, "Records[0].cf.request.body.data"),
+    ],
+)
+def test_edge_bad_body_fields_are_named(change: dict[str, Any], field: str) -> None:
+    event = build_event("lambda-at-edge", method="POST", path="/", body=b"hello")
+    event["Records"][0]["cf"]["request"]["body"].update(change)
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == field
+
+
+def test_edge_text_body_and_bad_headers() -> None:
+    event = build_event("lambda-at-edge", method="POST", path="/", body=b"")
+    request = event["Records"][0]["cf"]["request"]
+    request["body"] = {
+        "action": "read-only",
+        "data": "caf\u00e9",
+        "encoding": "text",
+        "inputTruncated": False,
+    }
+    assert parse_event(event).body == "caf\u00e9".encode()
+    request["headers"]["x-bad"] = {"key": "X-Bad", "value": "1"}
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "Records[0].cf.request.headers.x-bad"
+    request["headers"]["x-bad"] = [{"key": "X-Bad", "value": 1}]
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "Records[0].cf.request.headers.x-bad"
+
+
+def test_edge_response_event_is_still_described() -> None:
+    # An S3 batch in Records is not Lambda@Edge: the description names its source.
+    with pytest.raises(UnsupportedEventError, match="aws:s3"):
+        parse_event({"Records": [{"eventSource": "aws:s3", "s3": {}}]})
+
+
+def test_lattice_values_of_the_wrong_type_are_named() -> None:
+    event = build_event("vpc-lattice", method="GET", path="/")
+    event["headers"]["x-n"] = [1]
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "headers.x-n"
+    event = build_event("vpc-lattice", method="GET", path="/", query_string="a=1")
+    event["queryStringParameters"] = {"a": {"b": 1}}
+    with pytest.raises(MalformedEventError) as info:
+        parse_event(event)
+    assert info.value.field == "queryStringParameters.a"

@@ -10,7 +10,6 @@ from urllib.parse import quote, unquote
 import pytest
 
 from lambda_asgi_stream.events import _common as c
-from lambda_asgi_stream.events import v1
 
 ALPHABET = string.printable + "é€☃\x00\x7f%" + "".join(chr(i) for i in range(0x80, 0x100, 7))
 rng = random.Random(1234)
@@ -23,7 +22,7 @@ def test_path_quoting_matches_urllib(chunk: int) -> None:
     for text in SAMPLES[chunk::10]:
         assert c.raw_path(text) == quote(text, safe="/:@!$&'()*+,;=-._~%", encoding="utf-8").encode("ascii")
         assert c.quote_path(text) == quote(text, safe="/:@!$&'()*+,;=-._~", encoding="utf-8").encode("ascii")
-        assert v1._quote(text) == quote(text, safe="")
+        assert c.quote_component(text) == quote(text, safe="")
         assert c.decode_path(text, "path") == unquote(text, encoding="utf-8", errors="replace")
 
 

@@ -68,3 +68,27 @@ def test_http_api_cannot_keep_an_encoded_slash() -> None:
     event = build_event("http-api", method="GET", path="/a%2Fb")
     assert event["rawPath"] == "/a/b"
     assert parse_event(event).scope["raw_path"] == b"/a/b"
+
+
+def test_vpc_lattice_v1_round_trip() -> None:
+    event = build_event(
+        "vpc-lattice",
+        method="PUT",
+        path="/caf%C3%A9",
+        query_string="q=a%20b&n=1",
+        headers=[("content-type", "text/plain")],
+        body=b"text body",
+        lattice_version=1,
+    )
+    assert "raw_path" in event and "version" not in event
+    request = parse_event(event)
+    scope = request.scope
+    assert (request.integration, request.streamable) == ("vpc-lattice", False)
+    assert (scope["method"], scope["path"], scope["raw_path"]) == ("PUT", "/caf\u00e9", b"/caf%C3%A9")
+    assert scope["query_string"] == b"q=a%20b&n=1"
+    assert request.body == b"text body"
+
+
+@pytest.mark.parametrize("integration", ["lambda-at-edge", "vpc-lattice", "alb", "http-api"])
+def test_buffered_only_sources_are_not_streamable(integration: Integration) -> None:
+    assert not parse_event(build_event(integration, method="GET", path="/")).streamable
