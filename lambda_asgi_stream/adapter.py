@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from ._errors import StartupError
 from ._types import ASGIApp, LifespanMode
-from .cycle import BufferedResponder, HTTPCycle
-from .encoder import DEFAULT_TEXT_MIME_TYPES
+from .cycle import BufferedResponder, HTTPCycle, log_invocation
+from .encoder import DEFAULT_TEXT_MIME_TYPES, header_names
 from .events import parse_event
+from .events.base_path import normalize_base_path
+from .events.handlers import event_handlers
 from .lifespan import make_lifespan
 
 logger = logging.getLogger("lambda_asgi_stream")
@@ -37,15 +41,32 @@ class Adapter:
     def __init__(
         self,
         app: ASGIApp,
-        *,
         lifespan: LifespanMode = "auto",
+        api_gateway_base_path: str | None = None,
+        custom_handlers: Iterable[Any] | None = None,
+        text_mime_types: Iterable[str] | None = None,
+        exclude_headers: Iterable[str] | None = None,
+        *,
         base_path: str = "",
-        text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
         timeout_margin_ms: int = 500,
     ) -> None:
+        """Mangum's options, by the same names and in the same order (docs/migrating-from-mangum.md):
+        ``api_gateway_base_path`` (``base_path`` is the same, by our name; ``v1`` means ``/v1``),
+        ``custom_handlers`` (tried before the built-in event formats), ``text_mime_types`` (replaces the
+        defaults; ``[]``: no body is text) and ``exclude_headers`` (response headers never sent)."""
+        option = "api_gateway_base_path" if api_gateway_base_path is not None else "base_path"
         self.app = app
-        self.base_path = base_path
-        self.text_mime_types = tuple(text_mime_types)
+        self.base_path = normalize_base_path(
+            api_gateway_base_path if api_gateway_base_path is not None else base_path, option
+        )
+        self.text_mime_types = DEFAULT_TEXT_MIME_TYPES if text_mime_types is None else tuple(text_mime_types)
+        self.exclude_headers = header_names(exclude_headers or ())
+        self.handlers = event_handlers(
+            custom_handlers,
+            base_path=self.base_path,
+            text_mime_types=self.text_mime_types,
+            exclude_headers=self.exclude_headers,
+        )
         self.timeout_margin_ms = timeout_margin_ms
         self.lifespan = make_lifespan(app, lifespan)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,19 +107,20 @@ class Adapter:
 
     async def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         """Serve one event on the running loop (for callers that are already async)."""
-        request = parse_event(event, context, base_path=self.base_path)
+        started = time.perf_counter()
+        request = parse_event(event, context, base_path=self.base_path, handlers=self.handlers)
         scope = dict(request.scope)  # a Request is a value: its scope is never changed in place
         scope["state"] = dict(self.lifespan.state)
         responder = BufferedResponder(
             request.integration,
             multi_value_headers=request.multi_value_headers,
             text_mime_types=self.text_mime_types,
+            exclude_headers=self.exclude_headers,
+            request=request,
         )
-        result = await HTTPCycle(scope, request.body, responder).run(
-            self.app, deadline=self._deadline(context)
-        )
-        if result.error is not None:
-            logger.error("app failed: %s", result.error, exc_info=result.error)
+        cycle = HTTPCycle(scope, request.body, responder)
+        result = await cycle.run(self.app, deadline=self._deadline(context))
+        log_invocation(request, result, responder.stats, started)
         return responder.result()
 
     def _deadline(self, context: Any) -> float | None:

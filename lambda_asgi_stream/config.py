@@ -14,6 +14,8 @@ from typing import Literal
 
 from ._errors import ConfigError
 from ._types import LIFESPAN_MODES, LifespanMode
+from .encoder import header_names
+from .events.base_path import normalize_base_path
 from .padding import (
     DEFAULT_BUDGET,
     DEFAULT_IDLE_MS,
@@ -39,6 +41,7 @@ ENV_PADDING_RATE = "LAMBDA_ASGI_STREAM_PADDING_RATE"
 ENV_SSE_HEARTBEAT_S = "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S"
 ENV_SSE_ERROR_EVENT = "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT"
 ENV_SSE_ERROR_DETAIL = "LAMBDA_ASGI_STREAM_SSE_ERROR_DETAIL"
+ENV_EXCLUDE_HEADERS = "LAMBDA_ASGI_STREAM_EXCLUDE_HEADERS"
 
 _MODE_ALIASES: dict[str, InvokeMode] = {
     "response_stream": "RESPONSE_STREAM",
@@ -64,6 +67,8 @@ class Config:
     log_level: str = "INFO"
     padding: PaddingPolicy = field(default_factory=lambda: PaddingPolicy(mode="idle"))
     sse: SSEOptions = field(default_factory=SSEOptions)
+    # Response headers never sent, lower-case (Mangum's exclude_headers), in the prelude and buffered dict.
+    exclude_headers: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -73,7 +78,7 @@ class Config:
             runtime_api=env.get("AWS_LAMBDA_RUNTIME_API", ""),
             invoke_mode=_invoke_mode(env.get(ENV_INVOKE_MODE, "RESPONSE_STREAM")),
             lifespan=_lifespan(env.get(ENV_LIFESPAN, "auto")),
-            base_path=env.get(ENV_BASE_PATH, ""),
+            base_path=normalize_base_path(env.get(ENV_BASE_PATH, ""), ENV_BASE_PATH),
             timeout_margin_ms=_int(env, ENV_TIMEOUT_MARGIN_MS, 500, minimum=0),
             max_concurrency=_int(env, "AWS_LAMBDA_MAX_CONCURRENCY", 1, minimum=1),
             snap_start=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
@@ -83,6 +88,10 @@ class Config:
                 heartbeat_s=_float(env, ENV_SSE_HEARTBEAT_S, DEFAULT_HEARTBEAT_S),
                 error_event=_bool(env, ENV_SSE_ERROR_EVENT),
                 error_detail=_bool(env, ENV_SSE_ERROR_DETAIL),
+            ),
+            exclude_headers=header_names(
+                [name.strip() for name in env.get(ENV_EXCLUDE_HEADERS, "").split(",") if name.strip()],
+                ENV_EXCLUDE_HEADERS,
             ),
         )
 

@@ -52,7 +52,7 @@ from ._errors import (
     ResponseTooLargeError,
     RuntimeAPIError,
 )
-from ._http import is_token
+from ._http import is_token, loggable, loggable_target
 from ._types import ASGIApp, Headers, Integration, Message, Scope
 from .encoder import (
     DEFAULT_TEXT_MIME_TYPES,
@@ -61,6 +61,7 @@ from .encoder import (
     build_prelude,
     error_trailers,
     function_error_type,
+    shape_response,
 )
 from .events import Request
 from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
@@ -155,14 +156,17 @@ class StreamingResponder:
 
     pads = False
 
-    def __init__(self, writer: StreamWriter, integration: Integration) -> None:
+    def __init__(
+        self, writer: StreamWriter, integration: Integration, exclude_headers: frozenset[str] = frozenset()
+    ) -> None:
         self.writer = writer
         self.integration = integration
+        self.exclude_headers = exclude_headers  # lower-case names never sent (Mangum's option)
         self.started = False
         self.stats = ResponseStats()
 
     async def start(self, status: int, headers: Headers) -> None:
-        await self.writer.prelude(build_prelude(status, headers, self.integration))
+        await self.writer.prelude(build_prelude(status, headers, self.integration, self.exclude_headers))
         self._started(status)
 
     def _started(self, status: int) -> None:
@@ -217,8 +221,9 @@ class PaddedStreamingResponder(StreamingResponder):
         integration: Integration,
         policy: PaddingPolicy,
         sse: SSEOptions | None = None,
+        exclude_headers: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(writer, integration)
+        super().__init__(writer, integration, exclude_headers)
         self.policy = policy
         self.sse = sse or SSEOptions()
         self.flusher: Flusher | None = None
@@ -436,16 +441,19 @@ class BufferedResponder:
         *,
         multi_value_headers: bool,
         text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
+        exclude_headers: frozenset[str] = frozenset(),
+        request: Request | None = None,
     ) -> None:
         self.integration = integration
         self.multi_value_headers = multi_value_headers
         self.text_mime_types = text_mime_types
+        self.exclude_headers = exclude_headers
+        self.request = request  # shapes the response when a custom event handler read the event
         self.started = False
         self.stats = ResponseStats()
         self._headers: Headers = []
         self._chunks: list[bytes] = []  # joined once at the end: no copy at all for a one-chunk body
         self._response: dict[str, Any] | None = None
-        self._failure: BaseException | None = None
 
     async def start(self, status: int, headers: Headers) -> None:
         self.started = True
@@ -476,10 +484,10 @@ class BufferedResponder:
         return None
 
     async def fail(self, exc: BaseException) -> None:
-        if self.started:
-            # Half a buffered response must never pass for a whole one: fail the invocation instead.
-            self._failure = exc
-            return
+        # Nothing has left the function yet, so whatever the app had started is dropped and the client gets
+        # a whole 500 (504 at the deadline), as Mangum answers; half a response never passes for a whole
+        # one. (Streaming differs: there the status is already on the wire.)
+        self._chunks = []
         status, text = (504, _TIMEOUT_BODY) if isinstance(exc, DeadlineExceeded) else (500, _ERROR_BODY)
         self.stats.status = status
         self._response = self._encode(status, _PLAIN, text)
@@ -488,6 +496,15 @@ class BufferedResponder:
         return None
 
     def _encode(self, status: int, headers: Headers, body: bytes) -> dict[str, Any]:
+        if self.request is not None:
+            return shape_response(
+                self.request,
+                status,
+                headers,
+                body,
+                text_mime_types=self.text_mime_types,
+                exclude_headers=self.exclude_headers,
+            )
         return buffered_response(
             status,
             headers,
@@ -495,12 +512,11 @@ class BufferedResponder:
             self.integration,
             multi_value_headers=self.multi_value_headers,
             text_mime_types=self.text_mime_types,
+            exclude_headers=self.exclude_headers,
         )
 
     def result(self) -> dict[str, Any]:
-        """The response dict; raises the app's error when the response was cut after it started."""
-        if self._failure is not None:
-            raise self._failure
+        """The response dict (a whole 500/504 when the app failed)."""
         if self._response is None:
             raise ASGIProtocolError("no response was produced")
         return self._response
@@ -513,6 +529,7 @@ def make_responder(
     sse: SSEOptions,
     *,
     text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
+    exclude_headers: frozenset[str] = frozenset(),
 ) -> StreamingResponder | BufferedResponder:
     """The responder for one response: buffered without a writer, else streaming, padded unless off."""
     if writer is None:
@@ -520,10 +537,43 @@ def make_responder(
             request.integration,
             multi_value_headers=request.multi_value_headers,
             text_mime_types=text_mime_types,
+            exclude_headers=exclude_headers,
+            request=request,
         )
     if padding.mode == "none":
-        return StreamingResponder(writer, request.integration)
-    return PaddedStreamingResponder(writer, request.integration, padding, sse)
+        return StreamingResponder(writer, request.integration, exclude_headers)
+    return PaddedStreamingResponder(writer, request.integration, padding, sse, exclude_headers)
+
+
+def log_invocation(
+    request: Request, result: CycleResult | None, stats: ResponseStats, started: float
+) -> None:
+    """The one line per invocation (``INFO``), and the app's failure with its traceback (``ERROR``).
+
+    The line is built only when its level is enabled. Everything in it that a client chose is escaped: the
+    path and query percent-encoded as uvicorn's access log writes them, the method's control characters
+    as ``\\xNN``, so a request can never start a forged line of its own.
+    """
+    end = "lost" if result is None else result.end
+    if result is not None and result.error is not None:
+        end = f"{end}:{type(result.error).__name__}"
+        logger.error("app failed: %s", str_safely(result.error), exc_info=result.error)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    scope = request.scope
+    ttfb = (stats.first_byte_at - started) * 1000 if stats.first_byte_at is not None else math.nan
+    logger.info(
+        "%s %s %s ttfb=%.1fms time=%.1fms bytes=%d chunks=%d padding=%d end=%s",
+        loggable(str(scope.get("method"))),
+        loggable_target(scope.get("path", ""), scope.get("query_string", b"")),
+        stats.status if stats.status is not None else "-",
+        ttfb,
+        (time.perf_counter() - started) * 1000,
+        stats.bytes,
+        stats.chunks,
+        stats.padding,
+        end,
+    )
 
 
 def str_safely(exc: BaseException) -> str:

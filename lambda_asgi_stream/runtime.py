@@ -56,6 +56,7 @@ from .cycle import (
     ResponseStats,
     cancel_requested,
     current_context,
+    log_invocation,
     make_responder,
 )
 from .events import Request, parse_event
@@ -631,7 +632,7 @@ class LambdaRuntime:
                 result, stats = await self._stream(client, invocation, request, scope, deadline)
             else:
                 result, stats = await self._buffer(client, invocation, request, scope, deadline)
-            _log_invocation(request, result, stats, started)
+            log_invocation(request, result, stats, started)
         finally:
             current_context.reset(token)
 
@@ -644,7 +645,9 @@ class LambdaRuntime:
         deadline: float | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
-        responder = make_responder(request, post, self.config.padding, self.config.sse)
+        responder = make_responder(
+            request, post, self.config.padding, self.config.sse, exclude_headers=self.config.exclude_headers
+        )
         try:
             result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
             await post.finish()
@@ -663,7 +666,9 @@ class LambdaRuntime:
         scope: dict[str, Any],
         deadline: float | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
-        responder = make_responder(request, None, self.config.padding, self.config.sse)
+        responder = make_responder(
+            request, None, self.config.padding, self.config.sse, exclude_headers=self.config.exclude_headers
+        )
         assert isinstance(responder, BufferedResponder)
         result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
         try:
@@ -756,28 +761,3 @@ async def report_init_error(address: str, exc: BaseException) -> None:
         logger.error("could not report the init error to the Runtime API: %s", post_exc)
     finally:
         client.close()
-
-
-def _log_invocation(
-    request: Request, result: CycleResult | None, stats: ResponseStats, started: float
-) -> None:
-    end = "lost" if result is None else result.end
-    if result is not None and result.error is not None:
-        end = f"{end}:{type(result.error).__name__}"
-        logger.error("app failed: %s", result.error, exc_info=result.error)
-    if not logger.isEnabledFor(logging.INFO):
-        return
-    scope = request.scope
-    ttfb = (stats.first_byte_at - started) * 1000 if stats.first_byte_at is not None else float("nan")
-    logger.info(
-        "%s %s %s ttfb=%.1fms time=%.1fms bytes=%d chunks=%d padding=%d end=%s",
-        scope.get("method"),
-        scope.get("path"),
-        stats.status if stats.status is not None else "-",
-        ttfb,
-        (time.perf_counter() - started) * 1000,
-        stats.bytes,
-        stats.chunks,
-        stats.padding,
-        end,
-    )

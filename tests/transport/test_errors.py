@@ -105,16 +105,16 @@ async def test_fastapi_endpoint_error_is_starlettes_500() -> None:
     assert info.result is not None and isinstance(info.result.late_error, ValueError)
 
 
-async def test_buffered_error_mid_stream_is_a_502_never_half_a_body() -> None:
+async def test_buffered_error_mid_stream_is_a_whole_500_never_half_a_body() -> None:
     transport = LambdaTransport(fastapi_app(Probe()), invoke_mode="BUFFERED")
     async with _client(transport) as client:
         with anyio.fail_after(LIMIT):
             response = await client.get("/fail-mid-stream")
-    assert response.status_code == 502
+    assert response.status_code == 500
     assert b"partial" not in response.content
     info: LambdaInfo = response.extensions["lambda"]
     assert isinstance(info.exception, RuntimeError)
-    assert info.buffered is None
+    assert info.buffered is not None and info.buffered["statusCode"] == 500
 
 
 async def test_timeout_before_start_is_a_504() -> None:
