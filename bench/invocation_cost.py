@@ -211,13 +211,10 @@ def run_warm(
                 res["error"] = str(exc)
                 print(f"  {v.key}: FAILED, dropped from the run:\n{exc}")
                 continue
-            res["rounds"].append({k: sample[k] for k in ("cpu_us", "ticks_us", "wall_us")})
-        line = "  ".join(
-            f"{v.key}={results[v.key]['rounds'][-1]['cpu_us']:.0f}"
-            for v in variants[:4]
-            if results[v.key]["rounds"]
-        )
-        print(f"  round {r + 1}/{args.rounds} done at {time.perf_counter() - started:5.0f} s   ({line} ...)")
+            res["rounds"].append({"round": r, **{k: sample[k] for k in ("cpu_us", "ticks_us", "wall_us")}})
+        elapsed = time.perf_counter() - started
+        print(f"  round {r + 1}/{args.rounds} done at {elapsed:5.0f} s, load {os.getloadavg()[0]:.2f}")
+    reference = {s["round"]: s["cpu_us"] for s in results.get(REFERENCE, {}).get("rounds", [])}
     for res in results.values():
         cpu = [s["cpu_us"] for s in res["rounds"]]
         if cpu:
@@ -225,6 +222,12 @@ def run_warm(
             res["min_us"], res["max_us"] = min(cpu), max(cpu)
             res["ticks_median_us"] = statistics.median(s["ticks_us"] for s in res["rounds"])
             res["wall_median_us"] = statistics.median(s["wall_us"] for s in res["rounds"])
+            # Each round's figure over the reference's in the same round: a load change between rounds
+            # moves both, so these ratios scatter less than the figures themselves.
+            paired = [s["cpu_us"] / reference[s["round"]] for s in res["rounds"] if s["round"] in reference]
+            if paired:
+                res["paired_ratios"] = paired
+                res["paired_ratio_median"] = statistics.median(paired)
     return results
 
 
@@ -255,6 +258,7 @@ def print_warm(results: dict[str, dict[str, Any]], labels: list[str]) -> None:
     print("\nCPU µs per invocation of the runtime process (median of rounds [min-max of rounds]):")
     print(
         f"  {'variant':34s} {'µs/inv':>8s} {'rounds':>13s} {'ticks':>7s} {'wall':>7s} {'x ' + REFERENCE:>14s}"
+        f" {'paired x [rounds]':>19s}"
     )
     for key, res in results.items():
         if "median_us" not in res:
@@ -262,12 +266,16 @@ def print_warm(results: dict[str, dict[str, Any]], labels: list[str]) -> None:
             continue
         x = f"{res['median_us'] / ref:.2f}" if ref else "-"
         spread = f"[{res['min_us']:.0f}-{res['max_us']:.0f}]"
+        paired = res.get("paired_ratios")
+        px = f"{res['paired_ratio_median']:.2f} [{min(paired):.2f}-{max(paired):.2f}]" if paired else "-"
         print(
             f"  {key:34s} {res['median_us']:8.1f} {spread:>13s} {res['ticks_median_us']:7.0f}"
-            f" {res['wall_median_us']:7.0f} {x:>14s}"
+            f" {res['wall_median_us']:7.0f} {x:>14s} {px:>19s}"
         )
     print(
-        "  (µs/inv: scheduler run time, all threads; ticks: utime+stime at 10 ms resolution; wall: elapsed)"
+        "  µs/inv: scheduler run time of all its threads; ticks: utime+stime (10 ms resolution); wall: "
+        f"elapsed per invocation;\n  x {REFERENCE}: ratio of the medians; "
+        "paired: median of the per-round ratios"
     )
     if not ref:
         print(f"\nNo {REFERENCE} figure: no ratios.")
