@@ -515,7 +515,7 @@ def main() -> None:
         "--ours", action="append", metavar="LABEL=PATH", help="a checkout of ours (repeatable)"
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds, N=400, 8 cold runs (~1-2 min)")
-    parser.add_argument("--rounds", type=int, help="alternating rounds (default 5)")
+    parser.add_argument("--rounds", type=int, help="alternating rounds (default 7)")
     parser.add_argument("--count", type=int, help="measured invocations per process, N (default 2000)")
     parser.add_argument("--warmup", type=int, help="warm-up invocations per process, W (default 200)")
     parser.add_argument("--cold-runs", type=int, help="fresh processes per cold-start variant (default 20)")
@@ -552,7 +552,7 @@ def main() -> None:
         print(f"wrote {args.chart}")
         return
 
-    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.rounds = args.rounds or (2 if args.quick else 7)
     args.count = args.count or (400 if args.quick else 2000)
     args.warmup = args.warmup or (50 if args.quick else 200)
     args.cold_runs = args.cold_runs or (8 if args.quick else 20)
