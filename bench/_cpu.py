@@ -21,6 +21,7 @@ CLOCK_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True, slots=True)
 class CPUSample:
     ticks_s: float  # (utime + stime) / CLK_TCK, seconds
+    system_s: float  # stime / CLK_TCK: the kernel's share (syscalls, and loopback TCP processing)
     sched_s: float  # sum of schedstat run time over the threads alive now, seconds (nan if unavailable)
 
 
@@ -30,7 +31,7 @@ def cpu_sample(pid: int) -> CPUSample:
     # Fields after the command name, which is in parentheses and may itself contain spaces or parens.
     fields = stat[stat.rindex(b")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), counted from 1
-    return CPUSample((utime + stime) * CLOCK_TICK_S, _sched_seconds(pid))
+    return CPUSample((utime + stime) * CLOCK_TICK_S, stime * CLOCK_TICK_S, _sched_seconds(pid))
 
 
 def _sched_seconds(pid: int) -> float:

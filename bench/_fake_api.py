@@ -119,7 +119,7 @@ class Server:
             else:
                 try:
                     c = cpu_sample(s.pid)
-                    s.cpu.append({"ticks_s": c.ticks_s, "sched_s": c.sched_s})
+                    s.cpu.append({"ticks_s": c.ticks_s, "system_s": c.system_s, "sched_s": c.sched_s})
                 except OSError as exc:
                     s.fail(f"cannot read the runtime's CPU: {exc}")
             s.wall.append(time.perf_counter())

@@ -178,6 +178,7 @@ def runtime_session(
         a, b = report["cpu"]
         result["cpu_us"] = (b["sched_s"] - a["sched_s"]) / count * 1e6
         result["ticks_us"] = (b["ticks_s"] - a["ticks_s"]) / count * 1e6
+        result["system_us"] = (b["system_s"] - a["system_s"]) / count * 1e6
         result["wall_us"] = (report["wall"][1] - report["wall"][0]) / count * 1e6
     if variant.label and modules_out.exists():
         result["modules"] = json.loads(modules_out.read_text())
@@ -256,6 +257,7 @@ def uvicorn_session(
     return {
         "cpu_us": (b.sched_s - a.sched_s) / count * 1e6,
         "ticks_us": (b.ticks_s - a.ticks_s) / count * 1e6,
+        "system_us": (b.system_s - a.system_s) / count * 1e6,
         "wall_us": (t1 - t0 - 0.005) / count * 1e6,
     }
 

@@ -211,7 +211,9 @@ def run_warm(
                 res["error"] = str(exc)
                 print(f"  {v.key}: FAILED, dropped from the run:\n{exc}")
                 continue
-            res["rounds"].append({"round": r, **{k: sample[k] for k in ("cpu_us", "ticks_us", "wall_us")}})
+            res["rounds"].append(
+                {"round": r, **{k: sample[k] for k in ("cpu_us", "ticks_us", "system_us", "wall_us")}}
+            )
         elapsed = time.perf_counter() - started
         print(f"  round {r + 1}/{args.rounds} done at {elapsed:5.0f} s, load {os.getloadavg()[0]:.2f}")
     reference = {s["round"]: s["cpu_us"] for s in results.get(REFERENCE, {}).get("rounds", [])}
@@ -221,6 +223,9 @@ def run_warm(
             res["median_us"] = statistics.median(cpu)
             res["min_us"], res["max_us"] = min(cpu), max(cpu)
             res["ticks_median_us"] = statistics.median(s["ticks_us"] for s in res["rounds"])
+            res["system_share"] = sum(s["system_us"] for s in res["rounds"]) / sum(
+                s["ticks_us"] for s in res["rounds"]
+            )
             res["wall_median_us"] = statistics.median(s["wall_us"] for s in res["rounds"])
             # Each round's figure over the reference's in the same round: a load change between rounds
             # moves both, so these ratios scatter less than the figures themselves.
@@ -257,8 +262,8 @@ def print_warm(results: dict[str, dict[str, Any]], labels: list[str]) -> None:
     ref = results.get(REFERENCE, {}).get("median_us")
     print("\nCPU µs per invocation of the runtime process (median of rounds [min-max of rounds]):")
     print(
-        f"  {'variant':34s} {'µs/inv':>8s} {'rounds':>13s} {'ticks':>7s} {'wall':>7s} {'x ' + REFERENCE:>14s}"
-        f" {'paired x [rounds]':>19s}"
+        f"  {'variant':34s} {'µs/inv':>8s} {'rounds':>13s} {'ticks':>7s} {'sys':>4s} {'wall':>7s}"
+        f" {'x ' + REFERENCE:>14s} {'paired x [rounds]':>19s}"
     )
     for key, res in results.items():
         if "median_us" not in res:
@@ -270,12 +275,12 @@ def print_warm(results: dict[str, dict[str, Any]], labels: list[str]) -> None:
         px = f"{res['paired_ratio_median']:.2f} [{min(paired):.2f}-{max(paired):.2f}]" if paired else "-"
         print(
             f"  {key:34s} {res['median_us']:8.1f} {spread:>13s} {res['ticks_median_us']:7.0f}"
-            f" {res['wall_median_us']:7.0f} {x:>14s} {px:>19s}"
+            f" {res['system_share']:4.0%} {res['wall_median_us']:7.0f} {x:>14s} {px:>19s}"
         )
     print(
-        "  µs/inv: scheduler run time of all its threads; ticks: utime+stime (10 ms resolution); wall: "
-        f"elapsed per invocation;\n  x {REFERENCE}: ratio of the medians; "
-        "paired: median of the per-round ratios"
+        "  µs/inv: scheduler run time of all its threads; ticks: utime+stime (10 ms resolution);"
+        " sys: the stime share of that;\n  wall: elapsed per invocation;"
+        f" x {REFERENCE}: ratio of the medians; paired: median of the per-round ratios"
     )
     if not ref:
         print(f"\nNo {REFERENCE} figure: no ratios.")
@@ -446,13 +451,16 @@ def cold_path(api: FakeAPI, label: str, path: str, event: bytes, workdir: Path) 
 # --- profile ---------------------------------------------------------------------------------------
 
 
-def run_profile(api: FakeAPI, variant: Variant, count: int, workdir: Path, top: int) -> None:
+def run_profile(
+    api: FakeAPI, variant: Variant, count: int, workdir: Path, top: int, clock: str, keep: str | None
+) -> None:
     """cProfile of one runtime process serving ``count`` invocations (init included), top by tottime."""
     import pstats
 
-    out = workdir / "profile.out"
+    out = Path(keep).resolve() if keep else workdir / "profile.out"
     assert variant.argv[:2] == [PYTHON, "-m"]
-    variant.argv = [PYTHON, "-m", "cProfile", "-o", str(out), *variant.argv[1:]]
+    runner = str(Path(__file__).resolve().parent / "_profile_runner.py")
+    variant.argv = [PYTHON, runner, str(out), clock, *variant.argv[2:]]
     # Stopped with SIGTERM (the runtime then shuts down cleanly), so that cProfile writes its file.
     runtime_session(
         api, variant, event_bytes(variant.path), warmup=0, count=count, workdir=workdir, graceful=True
@@ -460,10 +468,47 @@ def run_profile(api: FakeAPI, variant: Variant, count: int, workdir: Path, top: 
     stats = pstats.Stats(str(out))
     total = stats.total_tt  # type: ignore[attr-defined]
     print(
-        f"\ncProfile of {variant.key}, {count} invocations (+ init): {total:.2f} s total tottime, "
+        f"\ncProfile ({clock} clock) of {variant.key}, {count} invocations (+ init): {total:.2f} s total, "
         f"{total / count * 1e6:.0f} µs per invocation with the profiler on"
     )
     stats.sort_stats("tottime").print_stats(top)
+    print_profile_groups(stats, count)
+
+
+PROFILE_GROUPS = [
+    ("/h11/", "h11"),
+    ("/anyio/", "anyio"),
+    ("/sniffio/", "anyio"),
+    ("/asyncio/", "asyncio (loop, tasks)"),
+    ("/selectors.py", "asyncio (loop, tasks)"),
+    ("/logging/", "logging"),
+    ("/json/", "json"),
+    ("lambda_asgi_stream/runtime.py", "ours: runtime.py"),
+    ("lambda_asgi_stream/cycle.py", "ours: cycle.py"),
+    ("lambda_asgi_stream/padding.py", "ours: padding.py"),
+    ("lambda_asgi_stream/events/", "ours: events/"),
+    ("lambda_asgi_stream/encoder.py", "ours: encoder.py"),
+    ("lambda_asgi_stream/runtime_api.py", "ours: runtime_api.py"),
+    ("lambda_asgi_stream/", "ours: other"),
+    ("bench_app", "the app"),
+]
+SOCKET_CALLS = ("sendmsg", "recv", "poll", "sendall", "send'", "recv_into")
+
+
+def print_profile_groups(stats: Any, count: int) -> None:
+    """tottime summed per module group (C builtins go to 'C builtins', socket/epoll calls to 'syscalls')."""
+    groups: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _line, func), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        total += tottime
+        if filename == "~":
+            group = "syscalls (socket, epoll)" if any(c in func for c in SOCKET_CALLS) else "C builtins"
+        else:
+            group = next((label for key, label in PROFILE_GROUPS if key in filename), "other Python")
+        groups[group] += tottime
+    print("tottime by module group (the profiler's own cost inflates code that makes many small calls):")
+    for group, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"  {group:26s} {seconds / count * 1e6:8.1f} µs/invocation  {seconds / total:6.1%}")
 
 
 # --- machine, json, main ---------------------------------------------------------------------------
@@ -535,6 +580,13 @@ def main() -> None:
     )
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument(
+        "--profile-clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="cpu (default): process_time, preemption not charged; wall: cProfile's default clock",
+    )
+    parser.add_argument("--profile-out", metavar="FILE", help="keep the cProfile stats file (pstats format)")
+    parser.add_argument(
         "--chart", metavar="OUT.png", help="draw a chart from --before/--after (or --from) JSON"
     )
     parser.add_argument("--before", metavar="A.json")
@@ -577,7 +629,9 @@ def main() -> None:
             variant = next((v for v in variants if v.name == args.profile), None)
             if variant is None or variant.kind != "runtime":
                 sys.exit(f"--profile: no runtime variant named {args.profile!r}")
-            run_profile(api, variant, args.count, workdir, args.profile_top)
+            run_profile(
+                api, variant, args.count, workdir, args.profile_top, args.profile_clock, args.profile_out
+            )
             return
         if args.only:
             keep = set(args.only.split(",")) | {REFERENCE}
