@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,8 +40,7 @@ class Variant:
     mode: str  # what the fake API expects: "buffered" or "stream"
     path: str  # the app route the event asks for
     expect: bytes  # the response body the app sends
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    ticks_only: bool = False  # threads end between the CPU samples: use utime+stime, which keeps them
 
     @property
     def key(self) -> str:
