@@ -130,8 +130,9 @@ def runtime_session(
 ) -> dict[str, Any]:
     """Start a fresh runtime process for ``variant``, serve it warmup + count invocations, stop it.
 
-    Returns CPU µs per invocation over the last ``count`` (``cold``: no CPU sample, only the times from
-    process start to the first ``next`` and to the first complete response). ``graceful``: stop it with
+    Returns CPU µs per invocation over the last ``count``. ``cold``: one invocation; the times from
+    process start to the first ``next`` and to the first complete response, and the CPU the process had
+    used at its first and second ``next`` (init, and init + the first invocation). ``graceful``: stop it with
     SIGTERM instead of SIGKILL.
     """
     import base64
@@ -144,8 +145,7 @@ def runtime_session(
             "expect": base64.b64encode(variant.expect).decode(),
             "warmup": 0 if cold else warmup,
             "count": 1 if cold else count,
-            "settle_ms": 0 if cold else 2,
-            "measure_cpu": not cold,
+            "settle_ms": 0 if cold else 2,  # cold: no pause, it would add to the first response
         }
     )
     log = workdir / f"{variant.key.replace(':', '_')}.log"
@@ -173,8 +173,11 @@ def runtime_session(
         "first_response_ms": (report["first_response"] - started) * 1000,
         "log": str(log),
     }
-    if not cold:
-        a, b = report["cpu"]
+    a, b = report["cpu"]
+    if cold:
+        result["init_cpu_ms"] = a["sched_s"] * 1000
+        result["first_invocation_cpu_ms"] = b["sched_s"] * 1000
+    else:
         result["cpu_us"] = (b["sched_s"] - a["sched_s"]) / count * 1e6
         result["ticks_us"] = (b["ticks_s"] - a["ticks_s"]) / count * 1e6
         result["system_us"] = (b["system_s"] - a["system_s"]) / count * 1e6
@@ -261,8 +264,14 @@ def uvicorn_session(
     }
 
 
-def floor_session() -> float:
-    """ms from process start to exit of ``python -c "import asyncio"``: the interpreter's own floor."""
+def floor_session(env: dict[str, str]) -> tuple[float, float]:
+    """ms from process start to exit of ``python -c "import asyncio"`` (the interpreter's own floor), and
+    the CPU ms it used (its rusage)."""
     started = time.perf_counter()
-    subprocess.run([PYTHON, "-c", "import asyncio"], check=True, cwd="/")
-    return (time.perf_counter() - started) * 1000
+    proc = subprocess.Popen([PYTHON, "-c", "import asyncio"], cwd="/", env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise BenchError(f"python -c 'import asyncio' exited with {proc.returncode}")
+    return elapsed * 1000, (usage.ru_utime + usage.ru_stime) * 1000

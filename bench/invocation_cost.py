@@ -356,6 +356,27 @@ def compile_all(paths: list[str]) -> None:
         subprocess.run([PYTHON, "-m", "compileall", "-q", path], check=True, stdout=subprocess.DEVNULL)
 
 
+COLD_FIELDS = ("first_next_ms", "first_response_ms", "init_cpu_ms", "first_invocation_cpu_ms")
+
+
+def print_cold(summary: dict[str, Any], floor: str) -> None:
+    print(
+        f"  {'variant':30s} {'wall: init':>19s} {'+ 1st invocation':>19s}"
+        f" {'CPU: init':>19s} {'+ 1st invocation':>19s}"
+    )
+    for key, fields in summary.items():
+        cells = []
+        for name in COLD_FIELDS:
+            f = fields.get(name)
+            cells.append(f"{f['median']:6.1f} [{f['min']:4.0f}-{f['max']:4.0f}]" if f else "")
+        print(f"  {key:30s} " + " ".join(f"{c:>19s}" for c in cells))
+    print(
+        "  ms, median [min-max]. wall: from just before Popen to the fake API seeing the first `next` (init)"
+        "\n  and the first complete response; CPU: what the process had used by its first and second `next`"
+        "\n  (schedstat). The floor is to its exit (wall) and its rusage (CPU)."
+    )
+
+
 def run_cold(api: FakeAPI, ours: dict[str, str], exec_env: str, runs: int, workdir: Path) -> dict[str, Any]:
     compile_all([str(Path(p) / "lambda_asgi_stream") for p in ours.values()] + [str(APPS)])
     fastapi_body = bench_fastapi.BODY
@@ -395,38 +416,27 @@ def run_cold(api: FakeAPI, ours: dict[str, str], exec_env: str, runs: int, workd
     event = event_bytes("/hello")
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     print(f"\nCold start: {runs} fresh processes per variant, interleaved (after compileall)")
-    keys = [c.key for c in cases] + ["floor: python -c 'import asyncio'"]
+    floor = "floor: python -c 'import asyncio'"
+    keys = [c.key for c in cases] + [floor]
     for i in range(runs):
         order = keys[i % len(keys) :] + keys[: i % len(keys)]
         for key in order:
-            if key.startswith("floor"):
-                samples[key]["exit_ms"].append(floor_session())
+            if key == floor:
+                wall_ms, cpu_ms = floor_session(base_env())
+                samples[key]["first_next_ms"].append(wall_ms)
+                samples[key]["init_cpu_ms"].append(cpu_ms)
                 continue
             case = next(c for c in cases if c.key == key)
             res = runtime_session(api, case, event, warmup=0, count=1, workdir=workdir, cold=True)
-            samples[key]["first_next_ms"].append(res["first_next_ms"])
-            samples[key]["first_response_ms"].append(res["first_response_ms"])
-    print(f"  {'variant':34s} {'to first next (init)':>24s} {'to first response':>24s}")
+            for name in COLD_FIELDS:
+                samples[key][name].append(res[name])
     summary: dict[str, Any] = {}
     for key in keys:
-        cells = []
-        summary[key] = {}
-        for field in ("first_next_ms", "first_response_ms", "exit_ms"):
-            values = samples[key].get(field)
-            if values:
-                med = statistics.median(values)
-                summary[key][field] = {
-                    "median": med,
-                    "min": min(values),
-                    "max": max(values),
-                    "samples": values,
-                }
-                cells.append(f"{med:7.1f} [{min(values):5.0f}-{max(values):5.0f}]")
-        if key.startswith("floor"):
-            print(f"  {key:34s} {'(to exit) ' + cells[0]:>24s}")
-        else:
-            print(f"  {key:34s} {cells[0]:>24s} {cells[1]:>24s}")
-    print("  (ms from just before Popen; median [min-max])")
+        summary[key] = {
+            name: {"median": statistics.median(v), "min": min(v), "max": max(v), "samples": v}
+            for name, v in samples[key].items()
+        }
+    print_cold(summary, floor)
     summary["cold_path"] = {
         label: cold_path(api, label, path, event, workdir) for label, path in ours.items()
     }
