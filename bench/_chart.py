@@ -20,19 +20,23 @@ SCENARIOS = [
 COLOURS = ["#9e9e9e", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"]
 
 
-def _series(files: list[str]) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, float, float]]]:
-    """(series name, {scenario: result}) per checkout label, and (file, ric-mangum, uvicorn) per file."""
-    series: list[tuple[str, dict[str, Any]]] = []
+Series = tuple[str, dict[str, Any], float]
+
+
+def _series(files: list[str]) -> tuple[list[Series], list[tuple[str, float, float]]]:
+    """(series name, {scenario: result}, its run's ric-mangum) per checkout label, and (file, ric-mangum,
+    uvicorn) per file."""
+    series: list[Series] = []
     references = []
     runs = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
     labels = [label for _, run in runs for label in run["ours"]]
     for stem, run in runs:
         warm = run.get("warm", {})
+        ref = warm.get("ric-mangum", {}).get("median_us", float("nan"))
         for label in run["ours"]:
             name = label if labels.count(label) == 1 else f"{stem}: {label}"
             results = {r["name"]: r for r in warm.values() if r.get("label") == label and "median_us" in r}
-            series.append((name, results))
-        ref = warm.get("ric-mangum", {}).get("median_us", float("nan"))
+            series.append((name, results, ref))
         uvicorn = warm.get("uvicorn", {}).get("median_us", float("nan"))
         references.append((stem, ref, uvicorn))
     return series, references
@@ -45,10 +49,10 @@ def draw(out: str, files: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     series, references = _series(files)
-    scenarios = [(key, text) for key, text in SCENARIOS if any(key in results for _, results in series)]
+    scenarios = [(key, text) for key, text in SCENARIOS if any(key in results for _, results, _ in series)]
     fig, ax = plt.subplots(figsize=(12, 5.5), dpi=110)
     width = 0.8 / max(1, len(series))
-    for i, (name, results) in enumerate(series):
+    for i, (name, results, reference) in enumerate(series):
         xs, heights, low, high = [], [], [], []
         for x, (key, _) in enumerate(scenarios):
             if key in results:
@@ -57,11 +61,12 @@ def draw(out: str, files: list[str]) -> None:
                 heights.append(r["median_us"])
                 low.append(r["median_us"] - r["min_us"])
                 high.append(r["max_us"] - r["median_us"])
-        bars = ax.bar(xs, heights, width * 0.92, label=name, color=COLOURS[i % len(COLOURS)])
+        ax.bar(xs, heights, width * 0.92, label=name, color=COLOURS[i % len(COLOURS)])
         ax.errorbar(xs, heights, yerr=[low, high], fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
-        ax.bar_label(
-            bars, labels=[f"{h:.0f}" for h in heights], label_type="center", fontsize=7, color="white"
-        )
+        for x, h in zip(xs, heights, strict=True):  # at the foot of the bar, below the reference lines
+            # the ratio is to the reference measured in the same run as the bar
+            text = f"{h:.0f}\n{h / reference:.2f}x"
+            ax.text(x, 4, text, ha="center", va="bottom", fontsize=7, color="white", fontweight="bold")
     styles = ["--", "-.", ":"]
     for j, (stem, ref, uvicorn) in enumerate(references):
         tag = f" ({stem})" if len(references) > 1 else ""
@@ -74,9 +79,13 @@ def draw(out: str, files: list[str]) -> None:
             ax.axhline(uvicorn, color="#555555", linestyle=":", linewidth=1, label="uvicorn, one request")
     ax.set_xticks(range(len(scenarios)), [text for _, text in scenarios], fontsize=8)
     ax.set_ylabel("CPU µs per invocation (runtime process)")
-    ax.set_title("CPU per invocation: median of rounds, bars = spread of rounds (lower is better)")
+    ax.set_title(
+        "CPU µs per invocation of the runtime process (median of rounds; whiskers: spread of rounds;"
+        " label: µs and x awslambdaric + Mangum)",
+        fontsize=9,
+    )
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper left", ncols=2)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=6, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out)
