@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import sys
 import time
@@ -119,7 +120,7 @@ class Server:
             else:
                 try:
                     c = cpu_sample(s.pid)
-                    s.cpu.append({"ticks_s": c.ticks_s, "system_s": c.system_s, "sched_s": c.sched_s})
+                    s.cpu.append(dataclasses.asdict(c))
                 except OSError as exc:
                     s.fail(f"cannot read the runtime's CPU: {exc}")
             s.wall.append(time.perf_counter())

@@ -165,9 +165,8 @@ def shared_variants(exec_env: str) -> list[Variant]:
     uvicorn_env = dict(base_env(), PYTHONPATH=str(APPS))
     # The python3.12+ managed runtimes poll `next` from a new thread per invocation (awslambdaric
     # lambda_config.py, SUPPORTED_THREADPOLLING_ENVS). Those threads end before the second CPU sample,
-    # and the scheduler's per-thread figures leave them out: this variant is measured in ticks.
+    # so this variant is measured in ticks (see _cpu.cpu_between).
     threaded = ric(f"{REFERENCE}-py312", "bench_mangum.handler", str(APPS), None, "AWS_Lambda_python3.12")
-    threaded.ticks_only = True
     return [
         ric(REFERENCE, "bench_mangum.handler", str(APPS), None, exec_env),
         threaded,
@@ -189,8 +188,7 @@ def run_warm(
     events = {path: event_bytes(path) for path in ("/hello", "/events")}
     request = uvicorn_request()
     results: dict[str, dict[str, Any]] = {
-        v.key: {"name": v.name, "label": v.label, "rounds": [], "error": None, "ticks_only": v.ticks_only}
-        for v in variants
+        v.key: {"name": v.name, "label": v.label, "rounds": [], "error": None} for v in variants
     }
     seen_package: set[str] = set()
     print(
@@ -218,11 +216,8 @@ def run_warm(
                 res["error"] = str(exc)
                 print(f"  {v.key}: FAILED, dropped from the run:\n{exc}")
                 continue
-            if v.ticks_only:
-                sample["sched_us"], sample["cpu_us"] = sample["cpu_us"], sample["ticks_us"]
-            res["rounds"].append(
-                {"round": r, **{k: sample[k] for k in ("cpu_us", "ticks_us", "system_us", "wall_us")}}
-            )
+            keep = ("cpu_us", "from_ticks", "ticks_us", "system_us", "wall_us")
+            res["rounds"].append({"round": r, **{k: sample[k] for k in keep}})
         elapsed = time.perf_counter() - started
         print(f"  round {r + 1}/{args.rounds} done at {elapsed:5.0f} s, load {os.getloadavg()[0]:.2f}")
     reference = {s["round"]: s["cpu_us"] for s in results.get(REFERENCE, {}).get("rounds", [])}
@@ -282,7 +277,7 @@ def print_warm(results: dict[str, dict[str, Any]], labels: list[str]) -> None:
         spread = f"[{res['min_us']:.0f}-{res['max_us']:.0f}]"
         paired = res.get("paired_ratios")
         px = f"{res['paired_ratio_median']:.2f} [{min(paired):.2f}-{max(paired):.2f}]" if paired else "-"
-        mark = "*" if res.get("ticks_only") else " "
+        mark = "*" if any(s["from_ticks"] for s in res["rounds"]) else " "
         print(
             f"  {key:33s}{mark} {res['median_us']:8.1f} {spread:>13s} {res['ticks_median_us']:7.0f}"
             f" {res['system_share']:4.0%} {res['wall_median_us']:7.0f} {x:>14s} {px:>19s}"
@@ -291,7 +286,7 @@ def print_warm(results: dict[str, dict[str, Any]], labels: list[str]) -> None:
         "  µs/inv: scheduler run time of all its threads; ticks: utime+stime (10 ms resolution);"
         " sys: the stime share of that;\n  wall: elapsed per invocation;"
         f" x {REFERENCE}: ratio of the medians; paired: median of the per-round ratios;\n"
-        "  *: measured in ticks (its threads come and go between the samples)"
+        "  *: some rounds measured in ticks (threads came and went between the samples)"
     )
     if not ref:
         print(f"\nNo {REFERENCE} figure: no ratios.")
@@ -373,7 +368,7 @@ def print_cold(summary: dict[str, Any], floor: str) -> None:
     print(
         "  ms, median [min-max]. wall: from just before Popen to the fake API seeing the first `next` (init)"
         "\n  and the first complete response; CPU: what the process had used by its first and second `next`"
-        "\n  (schedstat). The floor is to its exit (wall) and its rusage (CPU)."
+        "\n  (schedstat, or ticks if more). The floor is to its exit (wall) and its rusage (CPU)."
     )
 
 
