@@ -43,6 +43,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -64,23 +65,12 @@ PURE_GOAL = 0.8  # ours / mangum-off, whole call, for the pure ASGI app
 
 
 def pure_app() -> Any:
-    """A raw ASGI app: no framework, so nearly all of a call is the adapter's."""
-    body = b"Hello, world!"
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+    """A raw ASGI app (``apps/bench_app.py``, shared with invocation_cost.py): no framework, so nearly all
+    of a call is the adapter's. It answers 100 bytes of text."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+    import bench_app
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
+    return bench_app.app
 
 
 def starlette_app() -> Starlette:
