@@ -1,6 +1,6 @@
 """CPU per invocation of the runtime process: our runtime loop next to AWS's own (awslambdaric + Mangum).
 
-    .venv/bin/python bench/invocation_cost.py --ours before=/work/wt/baseline --ours after=. --json OUT.json
+    .venv/bin/python bench/invocation_cost.py --ours before=../old-checkout --ours after=. --json OUT.json
     .venv/bin/python bench/invocation_cost.py --quick                    # ~1 min, this checkout only
     .venv/bin/python bench/invocation_cost.py --chart OUT.png --before A.json --after B.json
     .venv/bin/python bench/invocation_cost.py --profile run-stream-1     # cProfile of one runtime process

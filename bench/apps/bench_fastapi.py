@@ -1,7 +1,7 @@
-"""A small FastAPI app for the cold-start figures: ``GET /hello`` returns a JSON object.
+"""A small FastAPI app for the cold-start figures: ``GET /hello`` returns a JSON object (``BODY``).
 
-``handler`` (Mangum, lifespan off) is imported only by ``bench_fastapi_mangum``, so that our runtime's
-cold path does not import Mangum.
+Mangum's handler for it lives in ``bench_fastapi_mangum``, so that our runtime's cold path, which imports
+this module, does not import Mangum.
 """
 
 from fastapi import FastAPI
