@@ -89,8 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    from .cycle import LineHandler
+
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(LineHandler(sys.stderr))
     logging.getLogger("lambda_asgi_stream").setLevel(level)
 
 

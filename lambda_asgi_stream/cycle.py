@@ -562,18 +562,57 @@ def log_invocation(
         return
     scope = request.scope
     ttfb = (stats.first_byte_at - started) * 1000 if stats.first_byte_at is not None else math.nan
-    logger.info(
-        "%s %s %s ttfb=%.1fms time=%.1fms bytes=%d chunks=%d padding=%d end=%s",
-        loggable(str(scope.get("method"))),
-        loggable_target(scope.get("path", ""), scope.get("query_string", b"")),
-        stats.status if stats.status is not None else "-",
-        ttfb,
-        (time.perf_counter() - started) * 1000,
-        stats.bytes,
-        stats.chunks,
-        stats.padding,
-        end,
+    status = stats.status if stats.status is not None else "-"
+    method = loggable(str(scope.get("method")))
+    target = loggable_target(scope.get("path", ""), scope.get("query_string", b""))
+    elapsed = (time.perf_counter() - started) * 1000
+    _info(
+        f"{method} {target} {status} ttfb={ttfb:.1f}ms time={elapsed:.1f}ms bytes={stats.bytes} "
+        f"chunks={stats.chunks} padding={stats.padding} end={end}"
     )
+
+
+#: The format of the command line's log lines (level, logger, message), as Lambda's console shows them.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``lambda-asgi-stream run`` installs: :data:`LOG_FORMAT` lines to a stream.
+
+    While it is the only handler a line of ours reaches, the per-invocation line goes straight to its
+    stream, in one write: no log record, no look-up of the caller's frame (that costs several times the
+    write, on every invocation). Configure logging yourself and the line goes through it as usual.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+    def write_line(self, text: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(text + self.terminator)
+                self.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": text}))
+
+
+def _info(message: str) -> None:
+    root = logging.root
+    handlers = root.handlers
+    if (
+        len(handlers) == 1
+        and type(handlers[0]) is LineHandler
+        and handlers[0].level <= logging.INFO
+        and not handlers[0].filters
+        and not logger.handlers
+        and not logger.filters
+        and not root.filters
+        and logger.propagate
+    ):
+        handlers[0].write_line("INFO lambda_asgi_stream: " + message)
+    else:
+        logger.info("%s", message)
 
 
 def str_safely(exc: BaseException) -> str:

@@ -18,8 +18,8 @@ A stream that ends with error trailers after the app started its response raises
 never mistakes a cut body for a whole one. An app that fails before it starts its response gets the
 runtime's complete ``500`` (``504`` at the deadline), as a Lambda client does; ``info.error`` still
 records the failed invocation. In ``BUFFERED`` mode a response cut after it started is a whole ``500``
-(``504`` at the deadline), never half a body. ``buffering="lambda"`` applies the emulator's hold-back model (see
-:mod:`buffering`); ``padding="idle"`` runs the production padding flusher against it.
+(``504`` at the deadline), never half a body. ``buffering="lambda"`` applies the emulator's hold-back
+model (see :mod:`buffering`); ``padding="idle"`` runs the production padding flusher against it.
 
 The async transport runs the app in a task group it opens in the caller's task and closes when the
 response is closed, so a streamed response must be closed in the task that opened it, as

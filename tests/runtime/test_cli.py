@@ -124,3 +124,33 @@ def test_invoke_prints_chunks_as_they_arrive() -> None:
     offsets = [t for t, _ in events]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)  # each at its own later time
     assert re.search(r"end: complete \(\d+ chunks, \d+ bytes\)", out)
+
+
+def test_run_logs_one_line_per_invocation_that_a_request_cannot_forge() -> None:
+    # A newline in the path would start a line of its own in CloudWatch (each line is one log event).
+    with FakeRuntimeAPI() as api:
+        api.add(http_event("/y\nERROR forged line 2", query_string="a=\x1b[31mred"))
+        proc = spawn(["run", "tests.runtime.apps:app"], {"AWS_LAMBDA_RUNTIME_API": api.address})
+        code, _, err = finish(proc)
+    lines = err.splitlines()
+    served = [line for line in lines if line.startswith("INFO lambda_asgi_stream: GET ")]
+    assert len(served) == 1, err
+    assert "/y%0AERROR%20forged%20line%202?a=%1B[31mred 404 " in served[0]
+    assert not any(line.startswith("ERROR forged") for line in lines)
+    assert "\x1b" not in err
+
+
+def test_run_sends_its_line_through_logging_configured_by_the_app(tmp_path: Path) -> None:
+    # An app that configures logging itself (JSON logs, say) gets our line through its handlers.
+    (tmp_path / "logging_app.py").write_text(
+        "import logging, sys\n"
+        "handler = logging.StreamHandler(sys.stderr)\n"
+        "handler.setFormatter(logging.Formatter('APP-FORMAT %(name)s | %(message)s'))\n"
+        "logging.getLogger().addHandler(handler)\n"
+        "from tests.runtime.apps import app\n"
+    )
+    with FakeRuntimeAPI() as api:
+        api.add(http_event("/hello"))
+        env = {"AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+        code, _, err = finish(spawn(["run", "logging_app:app"], env))
+    assert "APP-FORMAT lambda_asgi_stream | GET /hello 200 " in err, err
