@@ -10,14 +10,16 @@ cold path) imports nothing but the runtime loop.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 from ._errors import AppImportError, ConfigError, LambdaAsgiStreamError
 from ._types import STREAMING_INTEGRATIONS
@@ -27,8 +29,14 @@ logger = logging.getLogger("lambda_asgi_stream")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    handler = _run_handler(arguments)
+    if handler is not None:
+        # `run` as Lambda starts it: no option parsing on the cold path (argparse costs ~2 ms to import and
+        # build), and the handler is always a value, even one that looks like an option.
+        return _run(handler[0])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help()
         return 2
@@ -36,7 +44,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+def _run_handler(arguments: list[str]) -> tuple[str | None] | None:
+    """The handler of ``run [--] [HANDLER]`` (None inside the tuple: take ``_HANDLER``); None for any other
+    command line, which goes to argparse (``run --help`` among them)."""
+    if not arguments or arguments[0] != "run":
+        return None
+    rest = arguments[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    elif rest[:1] and rest[0].startswith("-"):
+        return None  # an option of `run` itself (--help): argparse answers
+    if len(rest) > 1:
+        return None
+    return (rest[0] if rest else None,)
+
+
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="lambda-asgi-stream",
         description="Stream an ASGI app from AWS Lambda.",
@@ -107,6 +132,10 @@ def _handler_target(value: str | None) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    return _run(args.app)
+
+
+def _run(target: str | None) -> int:
     import asyncio
 
     from .config import Config
@@ -122,7 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     _setup_logging(config.log_level)
     try:
-        app = _import(args.app)
+        app = _import(target)
     except AppImportError as exc:
         # The app's own traceback (file and line of the failing import), unless the module is just missing.
         cause = exc.__cause__

@@ -27,7 +27,7 @@ def import_app(target: str) -> Any:
         if exc.name and module_name.startswith(exc.name):
             raise AppImportError(f"cannot import module {module_name!r}: {exc}") from exc
         raise AppImportError(f"importing {module_name!r} failed: {exc}") from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() at import is a failed init too, reported as one
         raise AppImportError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from exc
     app: Any = module
     for name in attr_path.split("."):

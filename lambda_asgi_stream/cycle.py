@@ -42,7 +42,6 @@ import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._errors import (
@@ -53,7 +52,7 @@ from ._errors import (
     RuntimeAPIError,
 )
 from ._http import is_token, loggable, loggable_target
-from ._types import ASGIApp, Headers, Integration, Message, Scope
+from ._types import ASGIApp, Headers, Integration, Message, Record, Scope
 from .encoder import (
     DEFAULT_TEXT_MIME_TYPES,
     MAX_BUFFERED_RESPONSE_BYTES,
@@ -140,15 +139,17 @@ class Responder(Protocol):
         """The cycle is over: release timers."""
 
 
-@dataclass(slots=True)
-class ResponseStats:
-    """What one response did, for the per-invocation log line."""
+class ResponseStats(Record):
+    """What one response did, for the per-invocation log line (filled in as the response goes)."""
 
-    status: int | None = None
-    first_byte_at: float | None = None
-    bytes: int = 0
-    chunks: int = 0
-    padding: int = 0
+    __slots__ = ("bytes", "chunks", "first_byte_at", "padding", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.first_byte_at: float | None = None
+        self.bytes = 0
+        self.chunks = 0
+        self.padding = 0
 
 
 class StreamingResponder:
@@ -714,13 +715,17 @@ def _expected(state: str) -> str:
     return " or ".join(allowed) or "nothing more"
 
 
-@dataclass(frozen=True, slots=True)
-class CycleResult:
+class CycleResult(Record):
     """How the cycle ended: ``complete``, ``error`` or ``timeout``, with the error that ended it."""
 
-    end: str
-    error: BaseException | None
-    late_error: BaseException | None = None
+    __slots__ = ("end", "error", "late_error")
+
+    def __init__(
+        self, end: str, error: BaseException | None, late_error: BaseException | None = None
+    ) -> None:
+        self.end = end
+        self.error = error
+        self.late_error = late_error
 
 
 _COMPLETE = CycleResult("complete", None)  # the common result, shared (frozen) instead of built per call

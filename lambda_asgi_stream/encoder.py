@@ -35,7 +35,6 @@ import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 from ._errors import ConfigError, LambdaAsgiStreamError, PreludeTooLargeError, ResponseTooLargeError
@@ -518,6 +517,8 @@ def _case_variant(name: str, n: int) -> str:
 
 def _status_description(status: int) -> str:
     try:
+        from http import HTTPStatus  # only ALB wants the phrase: off the cold path
+
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return str(status)

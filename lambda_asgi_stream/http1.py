@@ -19,9 +19,9 @@ raises :class:`~lambda_asgi_stream.RuntimeAPIError`; the caller drops the connec
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ._errors import RuntimeAPIError
+from ._types import Record
 
 # RFC 9110 5.6.2 token, 5.5 field-value (obs-text allowed, as h11 does); RFC 9112 4 status-line with an
 # optional reason phrase (h11 accepts "HTTP/1.1 200" too, as many servers send it).
@@ -98,17 +98,28 @@ def last_chunk(trailers: list[tuple[bytes, bytes]]) -> bytes:
     return b"0\r\n" + fields + b"\r\n"
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One complete reply: header names lower-cased, as h11 gives them."""
+class Reply(Record):
+    """One complete reply: header names lower-cased, as h11 gives them.
 
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    #: False when the connection cannot carry another exchange (``Connection: close``, HTTP/1.0, a body
-    #: delimited by the end of the connection, or extra bytes after the reply).
-    keep_alive: bool = True
-    trailers: list[tuple[bytes, bytes]] | None = None
+    ``keep_alive`` is False when the connection cannot carry another exchange (``Connection: close``,
+    HTTP/1.0, a body delimited by the end of the connection, or extra bytes after the reply).
+    """
+
+    __slots__ = ("body", "headers", "keep_alive", "status", "trailers")
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool = True,
+        trailers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.trailers = trailers
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header, by lower-case name."""

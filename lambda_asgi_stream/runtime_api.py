@@ -13,11 +13,11 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from ._errors import ResponseTooLargeError, RuntimeAPIError
+from ._types import Record
 from ._version import __version__
 from .encoder import (
     ERROR_BODY_TRAILER,
@@ -44,15 +44,24 @@ ERROR_TYPE = ERROR_TYPE_TRAILER  # a header on /error, a trailer on a streamed /
 USER_AGENT = f"lambda-asgi-stream/{__version__} (python/{sys.version_info[0]}.{sys.version_info[1]})"
 
 
-@dataclass(frozen=True, slots=True)
-class APIRequest:
+class APIRequest(Record):
     """One Runtime API call. ``body is None`` means a chunked body the caller streams."""
 
-    method: str
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes | None = b""
-    expected_status: int = 202
+    __slots__ = ("body", "expected_status", "headers", "method", "path")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes | None = b"",
+        expected_status: int = 202,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.expected_status = expected_status
 
 
 def _base_headers() -> tuple[tuple[str, str], ...]:
@@ -161,18 +170,39 @@ def extension_next(extension_id: str) -> APIRequest:
     return APIRequest("GET", f"/{EXTENSION_API_VERSION}/extension/event/next", headers, b"", 200)
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+class Invocation(Record):
     """What ``next`` delivered: the event bytes and the per-invocation headers."""
 
-    request_id: str
-    deadline_ms: int
-    event: bytes = field(repr=False)
-    invoked_function_arn: str = ""
-    trace_id: str = ""
-    client_context: str = ""
-    cognito_identity: str = ""
-    tenant_id: str = ""
+    __slots__ = (
+        "client_context",
+        "cognito_identity",
+        "deadline_ms",
+        "event",
+        "invoked_function_arn",
+        "request_id",
+        "tenant_id",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        deadline_ms: int,
+        event: bytes,
+        invoked_function_arn: str = "",
+        trace_id: str = "",
+        client_context: str = "",
+        cognito_identity: str = "",
+        tenant_id: str = "",
+    ) -> None:
+        self.request_id = request_id
+        self.deadline_ms = deadline_ms
+        self.event = event
+        self.invoked_function_arn = invoked_function_arn
+        self.trace_id = trace_id
+        self.client_context = client_context
+        self.cognito_identity = cognito_identity
+        self.tenant_id = tenant_id
 
     @classmethod
     def from_next(cls, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Invocation:

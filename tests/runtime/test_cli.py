@@ -154,3 +154,23 @@ def test_run_sends_its_line_through_logging_configured_by_the_app(tmp_path: Path
         env = {"AWS_LAMBDA_RUNTIME_API": api.address, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
         code, _, err = finish(spawn(["run", "logging_app:app"], env))
     assert "APP-FORMAT lambda_asgi_stream | GET /hello 200 " in err, err
+
+
+@pytest.mark.parametrize("handler", ["--help", "-x", "--", "tests.runtime.exits_at_import:app"])
+def test_a_handler_that_looks_like_an_option_or_exits_is_an_init_error(handler: str) -> None:
+    # As Lambda starts us: the deploy scripts pass the handler after `--`, and it is always a value.
+    with FakeRuntimeAPI() as api:
+        api.add(http_event("/hello"))
+        env = {"AWS_LAMBDA_RUNTIME_API": api.address, "_HANDLER": handler}
+        code, out, err = finish(spawn(["run", "--", handler], env))
+        init_errors = [r for r in api.requests if r.target.endswith("/runtime/init/error")]
+    assert code == 1, err
+    assert "usage:" not in out + err
+    assert len(init_errors) == 1, err
+    assert api.nexts() == []
+
+
+@pytest.mark.parametrize("script", ["bootstrap", "exec-wrapper"])
+def test_deploy_scripts_pass_the_handler_as_a_value(script: str) -> None:
+    text = (ROOT / "lambda_asgi_stream" / "deploy" / script).read_text()
+    assert 'run -- "${_HANDLER:-}"' in text
