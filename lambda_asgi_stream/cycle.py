@@ -61,6 +61,7 @@ from .encoder import (
     error_trailers,
     function_error_type,
     shape_response,
+    text_of,
 )
 from .events import Request
 from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
@@ -417,7 +418,7 @@ class PaddedStreamingResponder(StreamingResponder):
 
     async def _fail(self, exc: BaseException) -> None:
         if self.started and self.is_sse and self.sse.error_event:
-            message = str_safely(exc) if self.sse.error_detail else _SSE_GENERIC_ERROR
+            message = text_of(exc) if self.sse.error_detail else _SSE_GENERIC_ERROR
             await self.writer.write(terminal_error_event(function_error_type(exc), message, self._tail))
         await super().fail(exc)
 
@@ -558,7 +559,7 @@ def log_invocation(
     end = "lost" if result is None else result.end
     if result is not None and result.error is not None:
         end = f"{end}:{type(result.error).__name__}"
-        logger.error("app failed: %s", str_safely(result.error), exc_info=result.error)
+        logger.error("app failed: %s", text_of(result.error), exc_info=result.error)
     if not logger.isEnabledFor(logging.INFO):
         return
     scope = request.scope
@@ -614,14 +615,6 @@ def _info(message: str) -> None:
         handlers[0].write_line("INFO lambda_asgi_stream: " + message)
     else:
         logger.info("%s", message)
-
-
-def str_safely(exc: BaseException) -> str:
-    """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
-    try:
-        return str(exc)
-    except Exception:
-        return f"<{type(exc).__name__}: str() failed>"
 
 
 # --- cancellation ------------------------------------------------------------------------------------

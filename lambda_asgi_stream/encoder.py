@@ -79,8 +79,12 @@ DEFAULT_TEXT_MIME_TYPES = (
 )
 
 _ERROR_NAME_CHARS = re.compile(r"[^A-Za-z]")
-_MAX_ERROR_MESSAGE = 4096
-_MAX_STACK_LINES = 50
+# Bounds of an error report (the trailer or the /error body), whatever the exception holds: a message of
+# megabytes would otherwise go out whole, twice (the last traceback line repeats it).
+_MAX_ERROR_MESSAGE = 1024
+_MAX_STACK_LINES = 40
+_MAX_STACK_LINE = 300
+MAX_ERROR_REPORT_BYTES = 8 * 1024  # the JSON object, before base64
 
 
 def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -244,7 +248,10 @@ def function_error_type(exc: BaseException) -> str:
     >>> function_error_type(ValueError("x"))
     'Function.ValueError'
     """
-    own = getattr(exc, "error_type", None)
+    try:
+        own = getattr(exc, "error_type", None)
+    except Exception:  # a hostile __getattr__: the report must still go out
+        own = None
     if isinstance(own, str) and re.fullmatch(r"(Runtime|Function)\.[A-Z][a-zA-Z]+", own):
         return own
     name = _ERROR_NAME_CHARS.sub("", type(exc).__name__)
@@ -253,14 +260,38 @@ def function_error_type(exc: BaseException) -> str:
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:
-    """The JSON error object Lambda expects (``errorMessage``, ``errorType``, ``stackTrace``)."""
-    stack = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    lines = [line.rstrip("\n") for chunk in stack for line in chunk.splitlines()]
-    return {
-        "errorMessage": str(exc)[:_MAX_ERROR_MESSAGE],
+    """The JSON error object Lambda expects (``errorMessage``, ``errorType``, ``stackTrace``).
+
+    Never raises, whatever the exception does (a ``__str__`` that raises), and never grows past
+    :data:`MAX_ERROR_REPORT_BYTES` as JSON: the message and each line are cut, and the innermost frames
+    are kept.
+    """
+    message = text_of(exc)
+    try:
+        stack = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        lines = [_clip(line.rstrip("\n"), _MAX_STACK_LINE) for chunk in stack for line in chunk.splitlines()]
+    except Exception:
+        lines = [f"{type(exc).__name__}: {message}"]
+    payload = {
+        "errorMessage": _clip(message, _MAX_ERROR_MESSAGE),
         "errorType": type(exc).__name__,
         "stackTrace": lines[-_MAX_STACK_LINES:],
     }
+    while len(json.dumps(payload, separators=(",", ":"))) > MAX_ERROR_REPORT_BYTES and payload["stackTrace"]:
+        payload["stackTrace"] = payload["stackTrace"][1:]  # drop the outermost frames first
+    return payload
+
+
+def text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(text)} chars)"
 
 
 def error_trailers(exc: BaseException) -> Headers:

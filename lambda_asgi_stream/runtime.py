@@ -59,6 +59,7 @@ from .cycle import (
     log_invocation,
     make_responder,
 )
+from .encoder import text_of
 from .events import Request, parse_event
 from .http1 import Reply
 from .lifespan import Lifespan, LifespanOn, make_lifespan
@@ -301,6 +302,8 @@ class RuntimeClient:
         self.connection = _Connection(address)
         #: wait for replies by blocking the thread (see :meth:`_Connection.read_reply_blocking`)
         self.blocking = blocking and hasattr(select, "poll")
+        #: a response or an error went out for the current invocation (Lambda takes one answer per request id)
+        self.answered = False
         self._fields: dict[tuple[tuple[str, str], ...], bytes] = {}  # header lines per kind of call
         self._heads: dict[APIRequest, bytes] = {}  # whole heads of calls made more than once (next)
 
@@ -358,6 +361,7 @@ class RuntimeClient:
                     # ready (a fire-and-forget upload) take their next step before the sandbox freezes.
                     await asyncio.sleep(0)
                 reply = await self.reply(_NEXT)
+                self.answered = False
                 return Invocation.from_next(reply.headers, reply.body)
             except RuntimeAPIStatusError as exc:
                 if exc.status < 500 or attempt == _NEXT_ATTEMPTS:
@@ -410,6 +414,7 @@ class StreamingPost:
         head, self._head = self._head, None
         if head is not None:
             await self.connection.ensure()
+            self.client.answered = True
             self.connection.queue((head,))
 
     async def prelude(self, data: bytes) -> None:
@@ -609,6 +614,11 @@ class LambdaRuntime:
         else:
             return
         client.close()  # the connection may hold half a request; Lambda sees that stream cut
+        if client.answered:
+            # The response had begun: a second answer for the same request id would be refused, or worse,
+            # taken. Lambda records the cut stream as the invocation's failure.
+            logger.error("invocation %s: its response was cut (%s)", invocation.request_id, text_of(failure))
+            return
         await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, failure))
 
     async def handle(self, client: RuntimeClient, invocation: Invocation) -> None:
@@ -741,6 +751,7 @@ def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Re
 
 
 async def _post_quietly(client: RuntimeClient, request: APIRequest) -> None:
+    client.answered = True
     try:
         await client.call(request)
     except RuntimeAPIStatusError as exc:

@@ -19,6 +19,7 @@ from lambda_asgi_stream.encoder import (
     build_prelude,
     decode_buffered_response,
     decode_stream,
+    error_payload,
     error_trailers,
     function_error_type,
     header_names,
@@ -399,3 +400,53 @@ def test_decode_lambda_at_edge_response() -> None:
         "a=1; Path=/",
         "b=2; Expires=Wed, 21 Oct 2026 07:28:00 GMT",
     ]
+
+
+class _Hostile(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this exception fails")
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name} for you")
+
+
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def test_error_reports_are_bounded_whatever_the_message() -> None:
+    from lambda_asgi_stream import runtime_api
+    from lambda_asgi_stream.encoder import MAX_ERROR_REPORT_BYTES
+
+    huge = _raised(ValueError("secret " + "x" * (2 * 1024 * 1024)))
+    payload = error_payload(huge)
+    assert len(json.dumps(payload)) <= MAX_ERROR_REPORT_BYTES
+    assert payload["errorMessage"].startswith("secret x") and payload["stackTrace"]
+    name, value = error_trailers(huge)[1]
+    assert len(value) <= MAX_ERROR_REPORT_BYTES * 4 // 3 + 4
+    assert len(runtime_api.invocation_error("id", huge).body or b"") <= MAX_ERROR_REPORT_BYTES
+
+
+def test_error_reports_keep_the_innermost_frames() -> None:
+    def recurse(n: int) -> None:
+        if n == 0:
+            raise ValueError("deep")
+        recurse(n - 1)
+
+    try:
+        recurse(200)
+    except ValueError as exc:
+        trace = error_payload(exc)["stackTrace"]
+    assert trace[-1] == "ValueError: deep"
+    assert "recurse" in trace[-3]
+
+
+def test_error_reports_survive_a_hostile_exception() -> None:
+    exc = _raised(_Hostile())
+    payload = error_payload(exc)
+    assert payload["errorType"] == "_Hostile"
+    assert "str() failed" in payload["errorMessage"]
+    assert error_trailers(exc)[0] == (b"Lambda-Runtime-Function-Error-Type", b"Function.Hostile")

@@ -231,3 +231,27 @@ async def test_a_stray_cancelled_error_costs_one_invocation_on_every_python(api:
     else:  # 3.10: the loop's backstop reports it on /error
         assert answer.kind == "error"
     assert decode_streamed(api.response(after)).payload == b"hello /after"
+
+
+class _Hostile(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this exception fails")
+
+
+async def test_a_hostile_exception_mid_stream_still_ends_the_stream_once(api: FakeRuntimeAPI) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start(200, [("content-type", "text/plain")]))
+        await send(body(b"part", more=True))
+        if scope["path"] == "/huge":
+            raise ValueError("password=hunter2 " + "x" * (2 * 1024 * 1024))
+        raise _Hostile()
+
+    hostile = api.add(http_event("/hostile"))
+    huge = api.add(http_event("/huge"))
+    await run_loop(app, api)  # fails on a second answer for the same request id
+    out = decode_streamed(api.response(hostile))
+    assert (out.payload, out.error_type) == (b"part", "Function.Hostile")
+    assert out.error is not None and "str() failed" in out.error["errorMessage"]
+    cut = api.response(huge)
+    assert decode_streamed(cut).error_type == "Function.ValueError"
+    assert sum(len(value) for _, value in cut.trailers) < 12 * 1024  # not the 2.8 MB it was
