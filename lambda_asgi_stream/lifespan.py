@@ -62,6 +62,7 @@ class LifespanOn:
         self._failure: str | None = None
         self._started = False
         self._task: asyncio.Task[None] | None = None
+        self._asked = False  # the app asked for a lifespan message: it speaks the protocol
 
     async def startup(self) -> None:
         self._startup_done = asyncio.Event()
@@ -123,18 +124,34 @@ class LifespanOn:
             self._failure = f"{type(exc).__name__}: {exc}"
             logger.error("lifespan raised after startup", exc_info=exc)
             return
-        self._unsupported(f"{type(exc).__name__}: {exc}", exc)
+        if self._asked:
+            self._crashed(exc)
+        else:
+            self._unsupported(f"{type(exc).__name__}: {exc}", exc)
+
+    def _crashed(self, exc: Exception) -> None:
+        """The app took ``lifespan.startup`` and then raised: its startup crashed (it does speak lifespan)."""
+        if self.required:
+            self._failure = f"lifespan startup failed: {type(exc).__name__}: {exc}"
+            logger.error("lifespan startup failed", exc_info=exc)
+            return
+        # auto: serve without the startup's work, but loudly (Lambda's default log level shows WARNING;
+        # Mangum logs this at ERROR).
+        self.supported = False
+        logger.warning("lifespan startup crashed; serving without it", exc_info=exc)
 
     def _unsupported(self, reason: str, exc: BaseException | None = None) -> None:
         if self.required:
             self._failure = f"lifespan startup failed: {reason}"
             logger.error("lifespan startup failed", exc_info=exc)
         else:
-            # uvicorn's rule for lifespan="auto": an app that cannot answer lifespan has none.
+            # uvicorn's rule for lifespan="auto": an app that raises before it asks for a lifespan message
+            # has no lifespan support.
             self.supported = False
             logger.info("ASGI lifespan unsupported by the app (%s); going on without it", reason)
 
     async def _receive(self) -> Message:
+        self._asked = True
         if not self._startup_done.is_set():
             return {"type": "lifespan.startup"}
         await self._shutdown_requested.wait()

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
-from lambda_asgi_stream import Adapter
+from lambda_asgi_stream import Adapter, ConfigError
 from lambda_asgi_stream._types import Message, Receive, Scope, Send
 from lambda_asgi_stream.events.build import build_event
 
@@ -228,3 +228,64 @@ def test_an_asyncio_cancellation_from_outside_is_not_swallowed() -> None:
             await asyncio.wait_for(adapter.handle(event), 0.05)
 
     asyncio.run(main())
+
+
+def test_lifespan_startup_crash_is_a_warning_with_traceback_unsupported_is_info(caplog: Any) -> None:
+    async def crashes(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            raise RuntimeError("database unreachable")
+        await reply(send, b"ok")
+
+    async def no_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            raise ValueError("only http")
+        await reply(send, b"ok")
+
+    with caplog.at_level("INFO", logger="lambda_asgi_stream"):
+        for app_ in (crashes, no_lifespan):
+            handler = Adapter(app_)
+            assert handler(event("/"))["statusCode"] == 200  # served either way (auto mode)
+            handler.close()
+    crashed = [r for r in caplog.records if "crashed" in r.getMessage()]
+    assert [r.levelname for r in crashed] == ["WARNING"] and crashed[0].exc_info is not None
+    unsupported = [r for r in caplog.records if "unsupported" in r.getMessage()]
+    assert [r.levelname for r in unsupported] == ["INFO"] and not unsupported[0].exc_info
+
+
+async def scope_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        raise ValueError("no lifespan")
+    body = json.dumps({"path": scope["path"], "root_path": scope["root_path"]}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"server", b"x"), (b"X-Powered-By", b"y")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_mangums_options_by_name_and_by_position() -> None:
+    # Mangum(app, lifespan, api_gateway_base_path, custom_handlers, text_mime_types, exclude_headers)
+    by_position = Adapter(scope_app, "off", "v1", None, ["text/plain"], ["Server", "x-powered-by"])
+    by_name = Adapter(
+        scope_app,
+        lifespan="off",
+        api_gateway_base_path="v1",
+        text_mime_types=["text/plain"],
+        exclude_headers=["Server", "x-powered-by"],
+    )
+    for handler in (by_position, by_name):
+        response = handler(event("/v1/items", "rest"))
+        assert response["headers"] == {"content-type": "application/json"}  # excluded, case-insensitive
+        assert response["isBase64Encoded"]  # JSON is no longer text: text_mime_types replaced the defaults
+        seen = json.loads(base64.b64decode(response["body"]))
+        assert seen["root_path"].endswith("/v1") and seen["path"].endswith("/v1/items")
+        handler.close()
+
+
+def test_a_base_path_that_cannot_be_a_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match="api_gateway_base_path"):
+        Adapter(scope_app, api_gateway_base_path="v1?x")
