@@ -12,6 +12,9 @@ from ._errors import (
     ConfigError,
     DeadlineExceeded,
     EventError,
+    EventStreamFormatError,
+    IncompleteStreamError,
+    InvocationError,
     LambdaAsgiStreamError,
     MalformedEventError,
     PreludeTooLargeError,
@@ -26,6 +29,7 @@ from ._errors import (
 from ._version import __version__
 from .config import Config
 from .events import Request, parse_event
+from .hooks import after_invocation, remove_after_invocation
 from .padding import flush
 from .runtime_api import LambdaContext
 
@@ -52,6 +56,9 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "EventError",
+    "EventStreamFormatError",
+    "IncompleteStreamError",
+    "InvocationError",
     "LambdaAsgiStreamError",
     "LambdaContext",
     "MalformedEventError",
@@ -65,6 +72,8 @@ __all__ = [
     "StreamTruncatedError",
     "UnsupportedEventError",
     "__version__",
+    "after_invocation",
     "flush",
     "parse_event",
+    "remove_after_invocation",
 ]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import hooks
 from ._errors import StartupError
 from ._types import ASGIApp, LifespanMode
 from .cycle import BufferedResponder, HTTPCycle, log_invocation
@@ -119,9 +120,13 @@ class Adapter:
             request=request,
         )
         cycle = HTTPCycle(scope, request.body, responder)
-        result = await cycle.run(self.app, deadline=self._deadline(context))
+        deadline = self._deadline(context)
+        result = await cycle.run(self.app, deadline=deadline)
         log_invocation(request, result, responder.stats, started)
-        return responder.result()
+        response = responder.result()
+        if hooks.registered():  # the managed runtime posts the response once we return: run them now
+            await hooks.run_hooks(deadline)
+        return response
 
     def _deadline(self, context: Any) -> float | None:
         """When the app is stopped, on the running loop's clock (None: the context has no deadline)."""

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from . import http1, runtime_api
+from . import hooks, http1, runtime_api
 from ._errors import (
     EventError,
     LambdaAsgiStreamError,
@@ -643,6 +643,8 @@ class LambdaRuntime:
             else:
                 result, stats = await self._buffer(client, invocation, request, scope, deadline)
             log_invocation(request, result, stats, started)
+            if hooks.registered():
+                await hooks.run_hooks(self._hooks_deadline(invocation))
         finally:
             current_context.reset(token)
 
@@ -713,6 +715,12 @@ class LambdaRuntime:
             os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
         else:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+    def _hooks_deadline(self, invocation: Invocation) -> float | None:
+        # The same budget as the app's: Lambda's deadline minus the margin, on the monotonic clock.
+        if not invocation.deadline_ms:
+            return None
+        return time.monotonic() + max(0, invocation.remaining_ms() - self.config.timeout_margin_ms) / 1000
 
     def _deadline(self, invocation: Invocation) -> float | None:
         """When the app is stopped, on the event loop's clock: Lambda's deadline minus the margin."""

@@ -32,7 +32,7 @@ CORE = {
     "eventstream",
     "client",
 }
-GLUE = {"cycle", "lifespan"}
+GLUE = {"cycle", "lifespan", "hooks"}
 SHELLS = {"runtime", "emulator", "local_api", "testing", "adapter"}
 FACE = {"__init__", "__main__"}
 RANK = {**dict.fromkeys(LEAVES, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(GLUE, 2)}

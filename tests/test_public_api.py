@@ -33,8 +33,13 @@ PUBLIC = {
     "StreamTruncatedError",
     "UnsupportedEventError",
     "__version__",
+    "after_invocation",
     "flush",
     "parse_event",
+    "remove_after_invocation",
+    "InvocationError",
+    "IncompleteStreamError",
+    "EventStreamFormatError",
 }
 
 
