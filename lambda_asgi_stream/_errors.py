@@ -146,6 +146,12 @@ class EventStreamFormatError(LambdaAsgiStreamError, ValueError):
     error_type = "Function.EventStreamFormat"
 
 
+class ProbeError(LambdaAsgiStreamError, ValueError):
+    """A probe of Lambda's hold-back could not be made: a malformed plan, or no probe answered."""
+
+    error_type = "Function.ProbeError"
+
+
 class ConfigError(LambdaAsgiStreamError, ValueError):
     """Bad configuration: an app import string, an environment variable."""
 

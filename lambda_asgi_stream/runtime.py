@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from . import http1, runtime_api
+from . import http1, probe_endpoint, runtime_api
 from ._errors import (
     EventError,
     LambdaAsgiStreamError,
@@ -461,7 +461,9 @@ class LambdaRuntime:
     ) -> None:
         if not config.runtime_api:
             raise RuntimeAPIError("AWS_LAMBDA_RUNTIME_API is not set: run this inside Lambda, or use serve")
-        self.app = app
+        # Hook: probe requests of `lambda-asgi-stream probe` (probe_endpoint.py) when the probe token is set;
+        # without it this is `app` itself.
+        self.app = probe_endpoint.wrap(app)
         self.config = config
         self.handle_signals = handle_signals
         # One worker waits for Lambda's replies by blocking (cheaper, and what AWS's own clients do); pass
