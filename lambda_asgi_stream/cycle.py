@@ -198,11 +198,12 @@ class StreamingResponder:
 class PaddedStreamingResponder(StreamingResponder):
     """A :class:`StreamingResponder` plus the padding flusher (:mod:`padding`) and SSE extras (:mod:`sse`).
 
-    One timer on the event loop, re-armed, never a task per response: once the app has gone idle for
-    ``idle_ms`` with small writes still pending in the service, the timer starts one write of just enough
-    padding to push them out; an SSE response silent for ``heartbeat_s`` gets a heartbeat comment. The
-    timer is debounced by timestamps: a write only records its time, and a timer that fires early re-arms
-    itself for the remaining idle time, so a burst of writes costs no wake-ups. A response the flusher can
+    One timer on the event loop, re-armed, never a task per response: once small writes have been pending
+    in the service as long as the policy allows (:meth:`Flusher.push_at`: most of the latency target after
+    the oldest of them, or ``idle_ms`` after the last write with no target), the timer starts one write of
+    just enough padding to push them out; an SSE response silent for ``heartbeat_s`` gets a heartbeat
+    comment. A write only records its time, and a timer that fires early re-arms itself for the rest of
+    the wait, so a burst of writes costs no wake-ups. A response the flusher can
     do nothing for (binary, JSON, no SSE heartbeat) is decided at ``start`` and costs nothing more.
 
     Apps ask for a flush with ``await lambda_asgi_stream.flush(scope)`` (the ``FLUSH_EXTENSION``) or a body
@@ -230,7 +231,6 @@ class PaddedStreamingResponder(StreamingResponder):
         self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
         self._stalled = False  # padding is due but cannot be afforded until the next write
         self._closed = False
-        self._idle = policy.idle_ms / 1000
         self._beat = math.inf
         self._last_write = 0.0
         self._tail = b""
@@ -262,25 +262,26 @@ class PaddedStreamingResponder(StreamingResponder):
             if not more:
                 self._closed = True
             await super().body(data, more)
-            self._account(data)
-            self._wrote()
+            assert self._loop is not None
+            now = self._loop.time()
+            self._account(data, now)
+            self._wrote(now)
 
-    def _account(self, data: bytes) -> None:
+    def _account(self, data: bytes, now: float = 0.0) -> None:
         if data:
             self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
             if self.flusher is not None:
-                self.flusher.wrote(data)
+                self.flusher.wrote(data, now)
 
-    def _wrote(self) -> None:
-        assert self._loop is not None
-        self._last_write = now = self._loop.time()
+    def _wrote(self, now: float) -> None:
+        self._last_write = now
         self._stalled = False
         if self._job is not None or self._closed:
             return  # the job re-arms the timer when it ends
         timer = self._timer
         if timer is None:
             self._arm()
-        elif timer.when() > now + self._idle and self.flusher is not None and self.flusher.pending:
+        elif self.flusher is not None and self.flusher.pending and timer.when() > self.flusher.push_at(now):
             timer.cancel()  # armed for a heartbeat, but padding is due sooner now
             self._arm()
 
@@ -291,7 +292,7 @@ class PaddedStreamingResponder(StreamingResponder):
         due = self._last_write + self._beat
         flusher = self.flusher
         if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
-            due = min(due, self._last_write + self._idle)
+            due = min(due, flusher.push_at(self._last_write))
         return due
 
     def _arm(self, at: float | None = None) -> None:
@@ -308,7 +309,7 @@ class PaddedStreamingResponder(StreamingResponder):
         now = self._loop.time()
         flusher = self.flusher
         if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
-            if self._last_write + self._idle > now:  # written since: wait out the rest of the pause
+            if flusher.push_at(self._last_write) > now:  # written since: wait out the rest
                 self._arm()
                 return
             # Pacing: once the burst budget is spent, the push waits for the refill; what the app writes
@@ -356,6 +357,10 @@ class PaddedStreamingResponder(StreamingResponder):
             await self.writer.write(data)
             self._tail = data[-16:]
             self.stats.padding += len(data)
+        elif self.flusher.pending:
+            # Not a safe place to pad (an SSE line half written): wait for the app's next write rather than
+            # re-arm for a time already past, which would spin the event loop until then.
+            self._stalled = True
         if self.flusher.throttled and not self._warned:
             self._warned = True
             if self.flusher.exhausted:
@@ -376,7 +381,7 @@ class PaddedStreamingResponder(StreamingResponder):
             return
         if self._tail.endswith(b"\n"):  # only between lines: a comment never splits one
             await self.writer.write(HEARTBEAT)
-            self._account(HEARTBEAT)
+            self._account(HEARTBEAT, self._loop.time())
             await self._pad()
         self._last_write = self._loop.time()
 
