@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ProbeError
+from .config import ENV_PROBE_TOKEN  # enables probe requests on a deployed function (unset: the app's)
 
-#: The variable that enables probe requests on a deployed function (unset: probe requests go to the app).
-ENV_PROBE_TOKEN = "LAMBDA_ASGI_STREAM_PROBE_TOKEN"
+__all__ = ["ENV_PROBE_TOKEN", "PLAN_HEADER", "PROBE_HEADER", "ProbeResult", "Step", "ThresholdSearch"]
 #: Request header with the token; the response to a probe carries it too, with the value ``1``.
 PROBE_HEADER = "x-lambda-asgi-stream-probe"
 #: Request header with the plan: ``SIZE:PAUSE_MS`` steps, comma-separated.
