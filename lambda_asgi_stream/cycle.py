@@ -62,6 +62,8 @@ from .encoder import (
     error_trailers,
     function_error_type,
 )
+from .end_record import EndRecordFormat, EndRecordWriter
+from .end_record import choose as choose_end_record
 from .events import Request
 from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
 from .runtime_api import LambdaContext
@@ -155,13 +157,24 @@ class StreamingResponder:
 
     pads = False
 
-    def __init__(self, writer: StreamWriter, integration: Integration) -> None:
+    def __init__(
+        self,
+        writer: StreamWriter,
+        integration: Integration,
+        end_records: frozenset[EndRecordFormat] = frozenset(),
+    ) -> None:
         self.writer = writer
         self.integration = integration
+        self.end_records = end_records
         self.started = False
         self.stats = ResponseStats()
 
     async def start(self, status: int, headers: Headers) -> None:
+        # End record (end_record.py): chosen by the x-lambda-end-record header (consumed) or the variable;
+        # an opted-in response's writer counts and hashes the body. Otherwise nothing is copied or hashed.
+        fmt, headers = choose_end_record(headers, self.end_records)
+        if fmt is not None:
+            self.writer = EndRecordWriter(self.writer, fmt)
         await self.writer.prelude(build_prelude(status, headers, self.integration))
         self._started(status)
 
@@ -218,8 +231,9 @@ class PaddedStreamingResponder(StreamingResponder):
         integration: Integration,
         policy: PaddingPolicy,
         sse: SSEOptions | None = None,
+        end_records: frozenset[EndRecordFormat] = frozenset(),
     ) -> None:
-        super().__init__(writer, integration)
+        super().__init__(writer, integration, end_records)
         self.policy = policy
         self.sse = sse or SSEOptions()
         self.flusher: Flusher | None = None
@@ -456,7 +470,7 @@ class BufferedResponder:
         self.started = True
         self.stats.status = status
         self.stats.first_byte_at = time.perf_counter()
-        self._headers = headers
+        _, self._headers = choose_end_record(headers, frozenset())  # a whole response needs none
 
     async def body(self, data: bytes, more: bool) -> None:
         stats = self.stats
@@ -518,6 +532,7 @@ def make_responder(
     sse: SSEOptions,
     *,
     text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
+    end_records: frozenset[EndRecordFormat] = frozenset(),
 ) -> StreamingResponder | BufferedResponder:
     """The responder for one response: buffered without a writer, else streaming, padded unless off."""
     if writer is None:
@@ -527,8 +542,8 @@ def make_responder(
             text_mime_types=text_mime_types,
         )
     if padding.mode == "none":
-        return StreamingResponder(writer, request.integration)
-    return PaddedStreamingResponder(writer, request.integration, padding, sse)
+        return StreamingResponder(writer, request.integration, end_records)
+    return PaddedStreamingResponder(writer, request.integration, padding, sse, end_records)
 
 
 def str_safely(exc: BaseException) -> str:
