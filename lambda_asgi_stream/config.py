@@ -14,6 +14,7 @@ from typing import Literal
 
 from ._errors import ConfigError
 from ._types import LIFESPAN_MODES, LifespanMode
+from .end_record import EndRecordFormat, parse_formats
 from .padding import (
     DEFAULT_BUDGET,
     DEFAULT_IDLE_MS,
@@ -43,6 +44,7 @@ ENV_PROBE_TOKEN = "LAMBDA_ASGI_STREAM_PROBE_TOKEN"
 ENV_SSE_HEARTBEAT_S = "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S"
 ENV_SSE_ERROR_EVENT = "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT"
 ENV_SSE_ERROR_DETAIL = "LAMBDA_ASGI_STREAM_SSE_ERROR_DETAIL"
+ENV_END_RECORD = "LAMBDA_ASGI_STREAM_END_RECORD"
 
 _MODE_ALIASES: dict[str, InvokeMode] = {
     "response_stream": "RESPONSE_STREAM",
@@ -68,6 +70,8 @@ class Config:
     log_level: str = "INFO"
     padding: PaddingPolicy = field(default_factory=lambda: PaddingPolicy(mode="idle"))
     sse: SSEOptions = field(default_factory=SSEOptions)
+    #: formats whose responses end with an end record (end_record.py); empty: only by response header
+    end_record: frozenset[EndRecordFormat] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -88,6 +92,7 @@ class Config:
                 error_event=_bool(env, ENV_SSE_ERROR_EVENT),
                 error_detail=_bool(env, ENV_SSE_ERROR_DETAIL),
             ),
+            end_record=_end_record(env.get(ENV_END_RECORD, "")),
         )
 
 
@@ -130,6 +135,13 @@ def _padding(env: Mapping[str, str]) -> PaddingPolicy:
         rate=_int(env, ENV_PADDING_RATE, DEFAULT_RATE, minimum=0),
         latency_ms=_int(env, ENV_PADDING_LATENCY_MS, int(DEFAULT_LATENCY_MS), minimum=0),
     )
+
+
+def _end_record(value: str) -> frozenset[EndRecordFormat]:
+    try:
+        return parse_formats(value)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_END_RECORD}: {exc}") from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -646,7 +646,9 @@ class LambdaRuntime:
         deadline: float | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
-        responder = make_responder(request, post, self.config.padding, self.config.sse)
+        responder = make_responder(
+            request, post, self.config.padding, self.config.sse, end_records=self.config.end_record
+        )
         try:
             result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
             await post.finish()
