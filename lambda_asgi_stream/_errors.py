@@ -146,6 +146,19 @@ class EventStreamFormatError(LambdaAsgiStreamError, ValueError):
     error_type = "Function.EventStreamFormat"
 
 
+class EndRecordError(LambdaAsgiStreamError):
+    """A streamed body's end record is missing or does not match the body: the body is not known whole.
+
+    ``reason``: ``missing`` (cut, or never opted in), ``count`` or ``hash`` (the body was altered).
+    """
+
+    error_type = "Function.EndRecordMismatch"
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 class ProbeError(LambdaAsgiStreamError, ValueError):
     """A probe of Lambda's hold-back could not be made: a malformed plan, or no probe answered."""
 

@@ -32,6 +32,7 @@ CORE = {
     "eventstream",
     "client",
     "probe_protocol",
+    "end_record",
 }
 GLUE = {"cycle", "lifespan", "probe_endpoint"}
 SHELLS = {"runtime", "emulator", "local_api", "testing", "adapter", "probe"}
