@@ -13,6 +13,8 @@
     ├── InvocationError             an Invoke API call reported a function error (client: ErrorCode ...)
     │   └── IncompleteStreamError   an InvokeWithResponseStream stream ended without InvokeComplete
     ├── EventStreamFormatError      bytes that are not a valid application/vnd.amazon.eventstream
+    ├── EndRecordError              a body's end record is missing or wrong: the body is not whole
+    ├── ProbeError                  `lambda-asgi-stream probe`: a bad plan, or no probe answered
     ├── ConfigError                 bad configuration: app import string, environment variables
     │   └── AppImportError          the app's module or attribute cannot be imported
     ├── StartupError                the app's lifespan startup failed

@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Literal, Protocol
 
 from ._errors import EndRecordError
+from .padding import NDJSON_TYPES
 
 EndRecordFormat = Literal["sse", "ndjson", "csv"]
 END_RECORD_FORMATS: tuple[EndRecordFormat, ...] = ("sse", "ndjson", "csv")
@@ -55,16 +56,6 @@ CSV_TAG = "lambda-end"
 MAX_RECORD = 256
 
 _HEADER = END_RECORD_HEADER.encode()
-_NDJSON_TYPES = frozenset(
-    {
-        "application/x-ndjson",
-        "application/ndjson",
-        "application/jsonl",
-        "application/x-jsonlines",
-        "application/jsonlines",
-        "application/json-lines",
-    }
-)
 _JSON = rb'\{"bytes":(\d+),"sha256":"([0-9a-f]{64})"\}'
 # The record without its separator, at the very end of the body.
 _PATTERNS: dict[EndRecordFormat, re.Pattern[bytes]] = {
@@ -99,7 +90,7 @@ def format_of(content_type: str, content_encoding: str = "") -> EndRecordFormat 
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "text/event-stream":
         return "sse"
-    if media in _NDJSON_TYPES:
+    if media in NDJSON_TYPES:
         return "ndjson"
     if media == "text/csv":
         return "csv"

@@ -89,7 +89,8 @@ DEFAULT_RATE = 512 * 1024
 MAX_PADDING_TOTAL = 64 * 1024 * 1024
 
 _SSE_LINE = 4096  # long comment lines are legal, but some proxies and parsers cap line length
-_NDJSON_TYPES = frozenset(
+#: Media types of NDJSON / JSON Lines (padding and end records treat them alike).
+NDJSON_TYPES = frozenset(
     {
         "application/x-ndjson",
         "application/ndjson",
@@ -143,7 +144,7 @@ def pad_function_for(content_type: str, content_encoding: str = "") -> PadFuncti
         return _sse_pad
     if media == "text/html":
         return _html_pad
-    if media in _NDJSON_TYPES:
+    if media in NDJSON_TYPES:
         return _ndjson_pad
     return None
 
