@@ -162,10 +162,13 @@ class StreamingResponder:
         writer: StreamWriter,
         integration: Integration,
         end_records: frozenset[EndRecordFormat] = frozenset(),
+        *,
+        head: bool = False,
     ) -> None:
         self.writer = writer
         self.integration = integration
         self.end_records = end_records
+        self.head = head  # a response to HEAD has no content (RFC 9110 9.3.2): no end record either
         self.started = False
         self.stats = ResponseStats()
 
@@ -173,7 +176,7 @@ class StreamingResponder:
         # End record (end_record.py): chosen by the x-lambda-end-record header (consumed) or the variable;
         # an opted-in response's writer counts and hashes the body. Otherwise nothing is copied or hashed.
         fmt, headers = choose_end_record(headers, self.end_records)
-        if fmt is not None:
+        if fmt is not None and not self.head:
             self.writer = EndRecordWriter(self.writer, fmt)
         await self.writer.prelude(build_prelude(status, headers, self.integration))
         self._started(status)
@@ -232,8 +235,10 @@ class PaddedStreamingResponder(StreamingResponder):
         policy: PaddingPolicy,
         sse: SSEOptions | None = None,
         end_records: frozenset[EndRecordFormat] = frozenset(),
+        *,
+        head: bool = False,
     ) -> None:
-        super().__init__(writer, integration, end_records)
+        super().__init__(writer, integration, end_records, head=head)
         self.policy = policy
         self.sse = sse or SSEOptions()
         self.flusher: Flusher | None = None
@@ -541,9 +546,10 @@ def make_responder(
             multi_value_headers=request.multi_value_headers,
             text_mime_types=text_mime_types,
         )
+    head = request.scope.get("method") == "HEAD"
     if padding.mode == "none":
-        return StreamingResponder(writer, request.integration, end_records)
-    return PaddedStreamingResponder(writer, request.integration, padding, sse, end_records)
+        return StreamingResponder(writer, request.integration, end_records, head=head)
+    return PaddedStreamingResponder(writer, request.integration, padding, sse, end_records, head=head)
 
 
 def str_safely(exc: BaseException) -> str:

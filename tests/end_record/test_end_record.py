@@ -179,6 +179,21 @@ async def test_not_opted_in_costs_no_wrapper() -> None:
     assert b"lambda-end" not in writer.body()[1]
 
 
+@pytest.mark.anyio
+async def test_a_head_response_gets_no_record_even_when_asked() -> None:
+    # RFC 9110 9.3.2: a response to HEAD has no content; the record would be some.
+    from lambda_asgi_stream.cycle import make_responder
+    from lambda_asgi_stream.events import parse_event
+    from lambda_asgi_stream.events.build import build_event
+
+    request = parse_event(build_event("function-url", method="HEAD", path="/"))
+    writer = Recorder()
+    responder = make_responder(request, writer, PaddingPolicy(), SSEOptions(), end_records=frozenset({"sse"}))
+    await HTTPCycle(dict(request.scope), b"", responder).run(sse_app(False, b"on"))
+    prelude, body = writer.body()
+    assert body == b"" and "x-lambda-end-record" not in dict(prelude.headers)
+
+
 # --- the streamed-invocation client ---------------------------------------------------------------
 
 SSE_PRELUDE = b'{"statusCode":200,"headers":{"content-type":"text/event-stream"}}' + DELIMITER
