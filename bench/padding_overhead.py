@@ -8,14 +8,20 @@ An ASGI app streams 500 OpenAI-style ``chat.completion.chunk`` events (then ``da
 apart (a seeded random schedule, the same for every policy). The same app runs, concurrently and on the
 same schedule, through the runtime's cycle with each padding policy, configured exactly as the runtime
 configures it (``Config.from_env`` with ``LAMBDA_ASGI_STREAM_PADDING``, ``_PADDING_IDLE_MS``,
-``_PADDING_THRESHOLD``, ``_PADDING_BUDGET``, ``_PADDING_RATE``; ``none`` -> ``StreamingResponder``, otherwise
+``_PADDING_THRESHOLD``, ``_PADDING_BUDGET``, ``_PADDING_RATE``, ``_PADDING_LATENCY_MS``; ``none`` ->
+``StreamingResponder``, otherwise
 ``PaddedStreamingResponder``, as ``LambdaRuntime._stream`` picks). A recording writer timestamps every
 write.
 
 Then the recorded writes (body and padding, not the prelude) are fed to ``buffering.HoldBack`` (the
 100 KiB model of Lambda's hold-back of small writes that the emulator uses) to find when each event would
-reach the client. Reported per policy: payload bytes, padding bytes, padding/payload, and how many token
-events arrive late (more than ``--late-ms`` after they were written), with the delay percentiles.
+reach the client. Reported per policy: payload bytes, padding bytes, padding/payload, padding against
+the reference ``ceil(D / T) * H`` (what a stream of D seconds must cost with a latency target T and a
+hold-back of H bytes: a push per T), and how many token events arrive late (more than ``--late-ms`` after
+they were written), with the delay percentiles.
+
+    .venv/bin/python bench/padding_overhead.py --late-ms 200                     # 100 KiB model
+    .venv/bin/python bench/padding_overhead.py --late-ms 200 --threshold 16384   # 16 KiB model
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import statistics
 import sys
@@ -118,7 +125,7 @@ async def run_policy(outcome: Outcome, gaps: list[float], scope: dict[str, Any])
     outcome.stats_padding = responder.stats.padding
 
 
-def analyse(outcome: Outcome, threshold: int, late_s: float) -> dict[str, Any]:
+def analyse(outcome: Outcome, threshold: int, late_s: float, latency_s: float) -> dict[str, Any]:
     writes = outcome.recorder.writes[1:]  # the first write is the prelude, which the model does not hold
     hold = HoldBack(threshold)
     bandwidth = Bandwidth()
@@ -144,7 +151,11 @@ def analyse(outcome: Outcome, threshold: int, late_s: float) -> dict[str, Any]:
             f"{outcome.name}: counted {padding} padding bytes, responder says {outcome.stats_padding}"
         )
     ordered = sorted(delays)
+    duration = outcome.recorder.ended - writes[0][0]  # D: first body write to the end of the response
+    reference = math.ceil(duration / latency_s) * threshold
     return {
+        "reference": reference,
+        "duration": duration,
         "payload": payload,
         "padding": padding,
         "pads": pads,
@@ -168,6 +179,9 @@ def main() -> None:
         "--idle-ms", type=int, default=5, help="LAMBDA_ASGI_STREAM_PADDING_IDLE_MS (default 5)"
     )
     parser.add_argument("--threshold", type=int, default=100 * 1024, help="hold-back and padding threshold")
+    parser.add_argument(
+        "--latency-ms", type=int, default=200, help="LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS (default 200)"
+    )
     parser.add_argument("--late-ms", type=float, default=100.0, help="a token is late past this delay")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -178,11 +192,15 @@ def main() -> None:
         "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
         "LAMBDA_ASGI_STREAM_PADDING_IDLE_MS": str(args.idle_ms),
         "LAMBDA_ASGI_STREAM_PADDING_THRESHOLD": str(args.threshold),
+        "LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS": str(args.latency_ms),
     }
     idle = {**base, "LAMBDA_ASGI_STREAM_PADDING": "idle"}
     outcomes = [
         Outcome("none", {**base, "LAMBDA_ASGI_STREAM_PADDING": "none"}),
-        Outcome("idle (default: 4 MiB burst, 512 KiB/s)", idle),
+        Outcome(f"idle, latency {args.latency_ms} ms (default)", idle),
+        Outcome(
+            "idle, latency 0 (pad at every pause)", {**idle, "LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS": "0"}
+        ),
         Outcome("idle, hard 4 MiB budget (rate 0)", {**idle, "LAMBDA_ASGI_STREAM_PADDING_RATE": "0"}),
         Outcome(
             "idle, budget unlimited",
@@ -199,7 +217,7 @@ def main() -> None:
         f"python {sys.version.split()[0]}; {TOKENS} tokens, pacing x{scale}: gaps median "
         f"{statistics.median(gap_ms):.1f} ms, mean {statistics.mean(gap_ms):.1f} ms, {bursts} burst gaps "
         f"(< {5 * scale:g} ms)\nidle_ms {args.idle_ms}, threshold {args.threshold} B, "
-        f"late = delivered > {args.late_ms:g} ms after written"
+        f"latency target {args.latency_ms} ms, late = delivered > {args.late_ms:g} ms after written"
     )
     logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="  runtime log: %(message)s")
 
@@ -213,21 +231,30 @@ def main() -> None:
     print(f"all policies ran concurrently in {time.perf_counter() - started:.1f} s\n")
 
     header = (
-        f"  {'policy':40s} {'payload B':>10s} {'padding B':>11s} {'pad/payload':>11s} {'pads':>5s}"
+        f"  {'policy':40s} {'payload B':>10s} {'padding B':>11s} {'pad/payload':>11s} {'pad/ref':>7s}"
+        f" {'pads':>5s}"
         f" {'late tokens':>12s} {'1st late':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}"
         f" {'bw lag s':>8s}"
     )
     print(header)
+    reference = None
     for outcome in outcomes:
-        r = analyse(outcome, args.threshold, args.late_ms / 1000)
+        r = analyse(outcome, args.threshold, args.late_ms / 1000, args.latency_ms / 1000)
+        reference = reference or r
         first = "-" if r["first_late"] is None else f"#{r['first_late']}"
         print(
             f"  {outcome.name:40s} {r['payload']:10d} {r['padding']:11d} {r['padding'] / r['payload']:11.1f}"
-            f" {r['pads']:5d} {r['late']:8d}/{TOKENS:<3d} {first:>8s} {r['p50']:8.1f} {r['p95']:8.1f}"
+            f" {r['padding'] / r['reference']:7.2f} {r['pads']:5d} {r['late']:8d}/{TOKENS:<3d} {first:>8s}"
+            f" {r['p50']:8.1f} {r['p95']:8.1f}"
             f" {r['max']:8.1f} {r['lag']:8.2f}"
         )
+    assert reference is not None
     print(
-        "\nlate: released by the hold-back model more than --late-ms after the app wrote it; p50/p95/max:"
+        f"\nreference: ceil(D / T) * H = ceil({reference['duration']:.2f} s / {args.latency_ms / 1000:g} s)"
+        f" * {args.threshold} B = {reference['reference']} B; pad/ref: padding against it"
+    )
+    print(
+        "late: released by the hold-back model more than --late-ms after the app wrote it; p50/p95/max:"
         f" that delay over the {TOKENS} token events;\nbw lag: how far behind the writes would fall under"
         " buffering.Bandwidth (6 MiB uncapped, then 2 MiB/s), not included in the delays."
     )

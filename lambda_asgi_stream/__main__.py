@@ -1,8 +1,9 @@
-"""Command line: ``lambda-asgi-stream run | serve | invoke`` (also ``python -m lambda_asgi_stream``).
+"""Command line: ``lambda-asgi-stream run | serve | invoke | probe`` (also ``python -m lambda_asgi_stream``).
 
 ``run MODULE:APP``     the runtime loop, inside Lambda (``bootstrap`` / exec wrapper call this)
 ``serve MODULE:APP``   the local emulator: the app in a child process, behind an HTTP front door
 ``invoke MODULE:APP``  one event through the whole streaming path on this machine, printed as it arrives
+``probe URL``         measure Lambda's hold-back of small writes on a deployed function (or serve)
 
 Heavy or local-only modules are imported inside the command that needs them, so ``run`` (the Lambda
 cold path) imports nothing but the runtime loop.
@@ -103,6 +104,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reload", action="store_true", help="restart the sandboxes when a .py file changes")
     serve.add_argument("--concurrency", type=int, default=1, help="number of sandboxes (default 1)")
     serve.set_defaults(func=_cmd_serve)
+
+    probe = sub.add_parser("probe", help="measure Lambda's hold-back of small writes on a deployment")
+    probe.add_argument("url", help="the Function URL (or serve's address), any path the function serves")
+    probe.add_argument(
+        "--token", default=None, help="the probe token (default: $LAMBDA_ASGI_STREAM_PROBE_TOKEN)"
+    )
+    probe.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    probe.add_argument(
+        "--pause", type=float, default=1.0, help="seconds each size check waits before ending (default 1)"
+    )
+    probe.add_argument(
+        "--time-pause", type=float, default=4.0, help="seconds the time-based check waits (default 4)"
+    )
+    probe.set_defaults(func=_cmd_probe)
 
     invoke = sub.add_parser("invoke", help="run one event through the streaming path and print it")
     invoke.add_argument("app", help="MODULE:APP, e.g. examples.hello:app")
@@ -231,6 +246,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from ._errors import ProbeError
+    from .probe import probe
+    from .probe_protocol import ENV_PROBE_TOKEN, ThresholdSearch
+
+    token = args.token if args.token is not None else os.environ.get(ENV_PROBE_TOKEN, "")
+    try:
+        search = ThresholdSearch(pause=args.pause, time_pause=args.time_pause)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress = None if args.json else (lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    try:
+        result = probe(args.url, token, search=search, progress=progress)
+    except ProbeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.as_dict()) if args.json else result.report())
+    return 0 if result.threshold_bytes is not None else 1
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:

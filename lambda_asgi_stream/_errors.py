@@ -13,6 +13,8 @@
     ├── InvocationError             an Invoke API call reported a function error (client: ErrorCode ...)
     │   └── IncompleteStreamError   an InvokeWithResponseStream stream ended without InvokeComplete
     ├── EventStreamFormatError      bytes that are not a valid application/vnd.amazon.eventstream
+    ├── EndRecordError              a body's end record is missing or wrong: the body is not whole
+    ├── ProbeError                  `lambda-asgi-stream probe`: a bad plan, or no probe answered
     ├── ConfigError                 bad configuration: app import string, environment variables
     │   └── AppImportError          the app's module or attribute cannot be imported
     ├── StartupError                the app's lifespan startup failed
@@ -144,6 +146,25 @@ class EventStreamFormatError(LambdaAsgiStreamError, ValueError):
     """Bytes that are not valid ``application/vnd.amazon.eventstream``, or a value it cannot carry."""
 
     error_type = "Function.EventStreamFormat"
+
+
+class EndRecordError(LambdaAsgiStreamError):
+    """A streamed body's end record is missing or does not match the body: the body is not known whole.
+
+    ``reason``: ``missing`` (cut, or never opted in), ``count`` or ``hash`` (the body was altered).
+    """
+
+    error_type = "Function.EndRecordMismatch"
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class ProbeError(LambdaAsgiStreamError, ValueError):
+    """A probe of Lambda's hold-back could not be made: a malformed plan, or no probe answered."""
+
+    error_type = "Function.ProbeError"
 
 
 class ConfigError(LambdaAsgiStreamError, ValueError):

@@ -39,6 +39,11 @@ The source may be boto3's response (or its ``EventStream``), or any iterable of 
 :func:`invoke_payload` and :func:`invoke_response` read a buffered ``Invoke`` the same way
 (``X-Amz-Function-Error`` becomes :class:`InvocationError`).
 
+``stream_response(response, end_record=True)`` (and :func:`astream_response`) also checks the body's
+end record (:mod:`lambda_asgi_stream.end_record`): the body is given without it, and
+:class:`EndRecordError` is raised at the end when it is missing or does not match, as for a plain HTTP
+response read with ``end_record.iter_verified``.
+
 Errors from the transport (a dropped connection in urllib3 or aiohttp) propagate as they are.
 """
 
@@ -51,12 +56,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from ._errors import IncompleteStreamError, InvocationError, LambdaAsgiStreamError
+from ._errors import EndRecordError, IncompleteStreamError, InvocationError, LambdaAsgiStreamError
 from .encoder import Prelude, PreludeDecoder, decode_buffered_response, decode_stream
+from .end_record import EndRecordReader, format_of
 from .eventstream import INVOKE_COMPLETE, PAYLOAD_CHUNK, Message, MessageDecoder
 
 __all__ = [
     "AsyncStreamedResponse",
+    "EndRecordError",
     "IncompleteStreamError",
     "InvocationError",
     "Response",
@@ -169,14 +176,28 @@ def _event_stream(source: Any) -> Any:
 class _Head:
     """Status, headers and cookies, once the prelude is read."""
 
-    def __init__(self, reader: _Reader, first: bytes, stream: Any) -> None:
+    def __init__(self, reader: _Reader, first: bytes, stream: Any, end_record: bool = False) -> None:
         self._reader = reader
         self._first = first  # body bytes that came with the end of the prelude
         self._stream = stream
+        self._check: EndRecordReader | None = None
+        if end_record:
+            found = dict(self.headers)
+            fmt = format_of(found.get("content-type", ""), found.get("content-encoding", ""))
+            if fmt is None:
+                raise EndRecordError("missing", f"a {found.get('content-type')!r} body carries no end record")
+            self._check = EndRecordReader(fmt)
 
     def _take_first(self) -> bytes:
         first, self._first = self._first, b""
-        return first
+        return self._checked(first)
+
+    def _checked(self, data: bytes) -> bytes:
+        return data if self._check is None or not data else self._check.feed(data)
+
+    def _rest(self) -> bytes:
+        """After a successful end: the body's last bytes, once its end record is verified."""
+        return b"" if self._check is None else self._check.finish()
 
     @property
     def status(self) -> int:
@@ -211,20 +232,26 @@ class _Head:
 class StreamedResponse(_Head):
     """A streamed invocation whose prelude has been read; iterate it for the body."""
 
-    def __init__(self, reader: _Reader, first: bytes, items: Iterator[Any], stream: Any) -> None:
-        super().__init__(reader, first, stream)
+    def __init__(
+        self, reader: _Reader, first: bytes, items: Iterator[Any], stream: Any, end_record: bool = False
+    ) -> None:
+        super().__init__(reader, first, stream, end_record)
         self._items = items
 
     def iter_bytes(self) -> Iterator[bytes]:
-        """The body as it arrives; raises :class:`InvocationError` at the end if the function failed."""
+        """The body as it arrives; raises :class:`InvocationError` at the end if the function failed
+        (and :class:`EndRecordError` if the end record was asked for and is missing or wrong)."""
         first = self._take_first()
         if first:
             yield first
         for item in self._items:
-            data = self._reader.take(item)
+            data = self._checked(self._reader.take(item))
             if data:
                 yield data
         self._reader.end()
+        rest = self._rest()
+        if rest:
+            yield rest
 
     __iter__ = iter_bytes
 
@@ -245,12 +272,13 @@ class StreamedResponse(_Head):
         self.close()
 
 
-def stream_response(source: Any) -> StreamedResponse:
+def stream_response(source: Any, *, end_record: bool = False) -> StreamedResponse:
     """Read a streamed invocation up to the end of its prelude.
 
     ``source``: boto3's ``invoke_with_response_stream`` response, its ``EventStream``, or an iterable of
     raw event stream bytes. Raises :class:`InvocationError` when the function failed before its prelude,
-    :class:`IncompleteStreamError` when the stream ended first.
+    :class:`IncompleteStreamError` when the stream ended first. ``end_record=True``: the body must end
+    with an end record (see the module docstring).
     """
     stream = _event_stream(source)
     reader = _Reader()
@@ -258,7 +286,7 @@ def stream_response(source: Any) -> StreamedResponse:
     for item in items:
         first = reader.take(item)
         if reader.prelude is not None:
-            return StreamedResponse(reader, first, items, stream)
+            return StreamedResponse(reader, first, items, stream, end_record)
     reader.end()
     raise AssertionError("unreachable: end() raises without a prelude")  # pragma: no cover
 
@@ -266,20 +294,30 @@ def stream_response(source: Any) -> StreamedResponse:
 class AsyncStreamedResponse(_Head):
     """The async twin of :class:`StreamedResponse` (for aiobotocore, or any async iterable of bytes)."""
 
-    def __init__(self, reader: _Reader, first: bytes, items: AsyncIterator[Any], stream: Any) -> None:
-        super().__init__(reader, first, stream)
+    def __init__(
+        self,
+        reader: _Reader,
+        first: bytes,
+        items: AsyncIterator[Any],
+        stream: Any,
+        end_record: bool = False,
+    ) -> None:
+        super().__init__(reader, first, stream, end_record)
         self._items = items
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; raises :class:`InvocationError` at the end if the function failed."""
+        """The body as it arrives; raises like :meth:`StreamedResponse.iter_bytes`."""
         first = self._take_first()
         if first:
             yield first
         async for item in self._items:
-            data = self._reader.take(item)
+            data = self._checked(self._reader.take(item))
             if data:
                 yield data
         self._reader.end()
+        rest = self._rest()
+        if rest:
+            yield rest
 
     __aiter__ = aiter_bytes
 
@@ -304,7 +342,7 @@ class AsyncStreamedResponse(_Head):
         await self.aclose()
 
 
-async def astream_response(source: Any) -> AsyncStreamedResponse:
+async def astream_response(source: Any, *, end_record: bool = False) -> AsyncStreamedResponse:
     """:func:`stream_response` for async sources (aiobotocore's response or ``EventStream``)."""
     stream = _event_stream(source)
     if not isinstance(stream, AsyncIterable):
@@ -314,7 +352,7 @@ async def astream_response(source: Any) -> AsyncStreamedResponse:
     async for item in items:
         first = reader.take(item)
         if reader.prelude is not None:
-            return AsyncStreamedResponse(reader, first, items, stream)
+            return AsyncStreamedResponse(reader, first, items, stream, end_record)
     reader.end()
     raise AssertionError("unreachable: end() raises without a prelude")  # pragma: no cover
 

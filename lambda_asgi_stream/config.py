@@ -15,10 +15,12 @@ from typing import Literal
 from ._errors import ConfigError
 from ._types import LIFESPAN_MODES, LifespanMode
 from .encoder import header_names
+from .end_record import EndRecordFormat, parse_formats
 from .events.base_path import normalize_base_path
 from .padding import (
     DEFAULT_BUDGET,
     DEFAULT_IDLE_MS,
+    DEFAULT_LATENCY_MS,
     DEFAULT_RATE,
     DEFAULT_THRESHOLD,
     PADDING_MODES,
@@ -38,10 +40,14 @@ ENV_PADDING_IDLE_MS = "LAMBDA_ASGI_STREAM_PADDING_IDLE_MS"
 ENV_PADDING_THRESHOLD = "LAMBDA_ASGI_STREAM_PADDING_THRESHOLD"
 ENV_PADDING_BUDGET = "LAMBDA_ASGI_STREAM_PADDING_BUDGET"
 ENV_PADDING_RATE = "LAMBDA_ASGI_STREAM_PADDING_RATE"
+ENV_PADDING_LATENCY_MS = "LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS"
+#: Read by probe_endpoint.wrap when the runtime starts (not part of Config: it only gates probe requests).
+ENV_PROBE_TOKEN = "LAMBDA_ASGI_STREAM_PROBE_TOKEN"
 ENV_SSE_HEARTBEAT_S = "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S"
 ENV_SSE_ERROR_EVENT = "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT"
 ENV_SSE_ERROR_DETAIL = "LAMBDA_ASGI_STREAM_SSE_ERROR_DETAIL"
 ENV_EXCLUDE_HEADERS = "LAMBDA_ASGI_STREAM_EXCLUDE_HEADERS"
+ENV_END_RECORD = "LAMBDA_ASGI_STREAM_END_RECORD"
 
 _MODE_ALIASES: dict[str, InvokeMode] = {
     "response_stream": "RESPONSE_STREAM",
@@ -69,6 +75,8 @@ class Config:
     sse: SSEOptions = field(default_factory=SSEOptions)
     # Response headers never sent, lower-case (Mangum's exclude_headers), in the prelude and buffered dict.
     exclude_headers: frozenset[str] = frozenset()
+    #: formats whose responses end with an end record (end_record.py); empty: only by response header
+    end_record: frozenset[EndRecordFormat] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -93,6 +101,7 @@ class Config:
                 [name.strip() for name in env.get(ENV_EXCLUDE_HEADERS, "").split(",") if name.strip()],
                 ENV_EXCLUDE_HEADERS,
             ),
+            end_record=_end_record(env.get(ENV_END_RECORD, "")),
         )
 
 
@@ -133,7 +142,15 @@ def _padding(env: Mapping[str, str]) -> PaddingPolicy:
         threshold=_int(env, ENV_PADDING_THRESHOLD, DEFAULT_THRESHOLD, minimum=1),
         budget=_int(env, ENV_PADDING_BUDGET, DEFAULT_BUDGET, minimum=0),
         rate=_int(env, ENV_PADDING_RATE, DEFAULT_RATE, minimum=0),
+        latency_ms=_int(env, ENV_PADDING_LATENCY_MS, int(DEFAULT_LATENCY_MS), minimum=0),
     )
+
+
+def _end_record(value: str) -> frozenset[EndRecordFormat]:
+    try:
+        return parse_formats(value)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_END_RECORD}: {exc}") from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -63,6 +63,8 @@ from .encoder import (
     shape_response,
     text_of,
 )
+from .end_record import EndRecordFormat, EndRecordWriter
+from .end_record import choose as choose_end_record
 from .events import Request
 from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
 from .runtime_api import LambdaContext
@@ -159,15 +161,28 @@ class StreamingResponder:
     pads = False
 
     def __init__(
-        self, writer: StreamWriter, integration: Integration, exclude_headers: frozenset[str] = frozenset()
+        self,
+        writer: StreamWriter,
+        integration: Integration,
+        end_records: frozenset[EndRecordFormat] = frozenset(),
+        *,
+        head: bool = False,
+        exclude_headers: frozenset[str] = frozenset(),
     ) -> None:
         self.writer = writer
         self.integration = integration
+        self.end_records = end_records
+        self.head = head  # a response to HEAD has no content (RFC 9110 9.3.2): no end record either
         self.exclude_headers = exclude_headers  # lower-case names never sent (Mangum's option)
         self.started = False
         self.stats = ResponseStats()
 
     async def start(self, status: int, headers: Headers) -> None:
+        # End record (end_record.py): chosen by the x-lambda-end-record header (consumed) or the variable;
+        # an opted-in response's writer counts and hashes the body. Otherwise nothing is copied or hashed.
+        fmt, headers = choose_end_record(headers, self.end_records)
+        if fmt is not None and not self.head:
+            self.writer = EndRecordWriter(self.writer, fmt)
         await self.writer.prelude(build_prelude(status, headers, self.integration, self.exclude_headers))
         self._started(status)
 
@@ -204,11 +219,12 @@ class StreamingResponder:
 class PaddedStreamingResponder(StreamingResponder):
     """A :class:`StreamingResponder` plus the padding flusher (:mod:`padding`) and SSE extras (:mod:`sse`).
 
-    One timer on the event loop, re-armed, never a task per response: once the app has gone idle for
-    ``idle_ms`` with small writes still pending in the service, the timer starts one write of just enough
-    padding to push them out; an SSE response silent for ``heartbeat_s`` gets a heartbeat comment. The
-    timer is debounced by timestamps: a write only records its time, and a timer that fires early re-arms
-    itself for the remaining idle time, so a burst of writes costs no wake-ups. A response the flusher can
+    One timer on the event loop, re-armed, never a task per response: once small writes have been pending
+    in the service as long as the policy allows (:meth:`Flusher.push_at`: most of the latency target after
+    the oldest of them, or ``idle_ms`` after the last write with no target), the timer starts one write of
+    just enough padding to push them out; an SSE response silent for ``heartbeat_s`` gets a heartbeat
+    comment. A write only records its time, and a timer that fires early re-arms itself for the rest of
+    the wait, so a burst of writes costs no wake-ups. A response the flusher can
     do nothing for (binary, JSON, no SSE heartbeat) is decided at ``start`` and costs nothing more.
 
     Apps ask for a flush with ``await lambda_asgi_stream.flush(scope)`` (the ``FLUSH_EXTENSION``) or a body
@@ -223,9 +239,12 @@ class PaddedStreamingResponder(StreamingResponder):
         integration: Integration,
         policy: PaddingPolicy,
         sse: SSEOptions | None = None,
+        end_records: frozenset[EndRecordFormat] = frozenset(),
+        *,
+        head: bool = False,
         exclude_headers: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(writer, integration, exclude_headers)
+        super().__init__(writer, integration, end_records, head=head, exclude_headers=exclude_headers)
         self.policy = policy
         self.sse = sse or SSEOptions()
         self.flusher: Flusher | None = None
@@ -237,7 +256,6 @@ class PaddedStreamingResponder(StreamingResponder):
         self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
         self._stalled = False  # padding is due but cannot be afforded until the next write
         self._closed = False
-        self._idle = policy.idle_ms / 1000
         self._beat = math.inf
         self._last_write = 0.0
         self._tail = b""
@@ -269,25 +287,26 @@ class PaddedStreamingResponder(StreamingResponder):
             if not more:
                 self._closed = True
             await super().body(data, more)
-            self._account(data)
-            self._wrote()
+            assert self._loop is not None
+            now = self._loop.time()
+            self._account(data, now)
+            self._wrote(now)
 
-    def _account(self, data: bytes) -> None:
+    def _account(self, data: bytes, now: float = 0.0) -> None:
         if data:
             self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
             if self.flusher is not None:
-                self.flusher.wrote(data)
+                self.flusher.wrote(data, now)
 
-    def _wrote(self) -> None:
-        assert self._loop is not None
-        self._last_write = now = self._loop.time()
+    def _wrote(self, now: float) -> None:
+        self._last_write = now
         self._stalled = False
         if self._job is not None or self._closed:
             return  # the job re-arms the timer when it ends
         timer = self._timer
         if timer is None:
             self._arm()
-        elif timer.when() > now + self._idle and self.flusher is not None and self.flusher.pending:
+        elif self.flusher is not None and self.flusher.pending and timer.when() > self.flusher.push_at(now):
             timer.cancel()  # armed for a heartbeat, but padding is due sooner now
             self._arm()
 
@@ -298,7 +317,7 @@ class PaddedStreamingResponder(StreamingResponder):
         due = self._last_write + self._beat
         flusher = self.flusher
         if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
-            due = min(due, self._last_write + self._idle)
+            due = min(due, flusher.push_at(self._last_write))
         return due
 
     def _arm(self, at: float | None = None) -> None:
@@ -315,7 +334,7 @@ class PaddedStreamingResponder(StreamingResponder):
         now = self._loop.time()
         flusher = self.flusher
         if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
-            if self._last_write + self._idle > now:  # written since: wait out the rest of the pause
+            if flusher.push_at(self._last_write) > now:  # written since: wait out the rest
                 self._arm()
                 return
             # Pacing: once the burst budget is spent, the push waits for the refill; what the app writes
@@ -363,6 +382,10 @@ class PaddedStreamingResponder(StreamingResponder):
             await self.writer.write(data)
             self._tail = data[-16:]
             self.stats.padding += len(data)
+        elif self.flusher.pending:
+            # Not a safe place to pad (an SSE line half written): wait for the app's next write rather than
+            # re-arm for a time already past, which would spin the event loop until then.
+            self._stalled = True
         if self.flusher.throttled and not self._warned:
             self._warned = True
             if self.flusher.exhausted:
@@ -383,7 +406,7 @@ class PaddedStreamingResponder(StreamingResponder):
             return
         if self._tail.endswith(b"\n"):  # only between lines: a comment never splits one
             await self.writer.write(HEARTBEAT)
-            self._account(HEARTBEAT)
+            self._account(HEARTBEAT, self._loop.time())
             await self._pad()
         self._last_write = self._loop.time()
 
@@ -461,7 +484,7 @@ class BufferedResponder:
         self.started = True
         self.stats.status = status
         self.stats.first_byte_at = time.perf_counter()
-        self._headers = headers
+        _, self._headers = choose_end_record(headers, frozenset())  # a whole response needs none
 
     async def body(self, data: bytes, more: bool) -> None:
         stats = self.stats
@@ -532,6 +555,7 @@ def make_responder(
     *,
     text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
     exclude_headers: frozenset[str] = frozenset(),
+    end_records: frozenset[EndRecordFormat] = frozenset(),
 ) -> StreamingResponder | BufferedResponder:
     """The responder for one response: buffered without a writer, else streaming, padded unless off."""
     if writer is None:
@@ -542,9 +566,14 @@ def make_responder(
             exclude_headers=exclude_headers,
             request=request,
         )
+    head = request.scope.get("method") == "HEAD"
     if padding.mode == "none":
-        return StreamingResponder(writer, request.integration, exclude_headers)
-    return PaddedStreamingResponder(writer, request.integration, padding, sse, exclude_headers)
+        return StreamingResponder(
+            writer, request.integration, end_records, head=head, exclude_headers=exclude_headers
+        )
+    return PaddedStreamingResponder(
+        writer, request.integration, padding, sse, end_records, head=head, exclude_headers=exclude_headers
+    )
 
 
 def log_invocation(

@@ -5,8 +5,14 @@ see :mod:`buffering`), so an SSE token or a progress line can reach the client s
 workaround pads each write to that size with whitespace (betterdev.blog 2023-09). Padding every write is
 wasteful, and whitespace is not harmless everywhere, so the policy here is:
 
-* pad only when needed: when the app has gone idle (no write for ``idle_ms``) with unflushed bytes below
-  the threshold. A fast burst of writes costs nothing; only the pauses do;
+* pad only when needed, and as rarely as the latency target allows: a written byte may wait at most
+  ``latency_ms`` (T) in the service, so pending bytes are pushed out once the oldest of them has waited
+  most of T (:data:`LATENCY_SHARE`; the rest is left for the write itself and the timer's jitter), and
+  not before: whatever the app writes meanwhile goes out with the same push. A steady stream of D
+  seconds then costs about ``ceil(D / T)`` pushes, which is what it must cost (a stream with a pause at
+  least every T needs a push per T), and a fast burst costs nothing. ``latency_ms = 0`` is the eager
+  policy instead: push whenever the app has gone idle (no write for ``idle_ms``), lowest latency, most
+  padding;
 * pad only just enough: ``threshold - pending`` bytes, where ``pending`` follows the same model of the
   service as the emulator (bytes released once ``threshold`` are pending);
 * pad only at a safe boundary, in a form the content type ignores:
@@ -67,6 +73,11 @@ async def flush(scope: Mapping[str, Any]) -> None:
 
 
 DEFAULT_IDLE_MS = 5.0
+#: The latency target: the longest a written byte may wait in the service before the flusher pushes it.
+DEFAULT_LATENCY_MS = 200.0
+#: Share of the latency target the oldest pending byte waits before the push is made: the push itself
+#: (a write, a timer that fires a little late on a busy loop) must still land within the target.
+LATENCY_SHARE = 0.9
 DEFAULT_THRESHOLD = 100 * 1024
 #: The burst: below Lambda's 6 MB of uncapped bandwidth, so short streams never reach the 2 MB/s cap.
 DEFAULT_BUDGET = 4 * 1024 * 1024
@@ -78,7 +89,8 @@ DEFAULT_RATE = 512 * 1024
 MAX_PADDING_TOTAL = 64 * 1024 * 1024
 
 _SSE_LINE = 4096  # long comment lines are legal, but some proxies and parsers cap line length
-_NDJSON_TYPES = frozenset(
+#: Media types of NDJSON / JSON Lines (padding and end records treat them alike).
+NDJSON_TYPES = frozenset(
     {
         "application/x-ndjson",
         "application/ndjson",
@@ -132,7 +144,7 @@ def pad_function_for(content_type: str, content_encoding: str = "") -> PadFuncti
         return _sse_pad
     if media == "text/html":
         return _html_pad
-    if media in _NDJSON_TYPES:
+    if media in NDJSON_TYPES:
         return _ndjson_pad
     return None
 
@@ -160,12 +172,13 @@ class PaddingPolicy:
     budget: int = DEFAULT_BUDGET
     rate: int = DEFAULT_RATE  # bytes/s the budget refills; 0: a hard cap
     pad: PadFunction | None = None  # forces this pad function for every content type
+    latency_ms: float = DEFAULT_LATENCY_MS  # 0: push at every pause of idle_ms (the eager policy)
 
     def __post_init__(self) -> None:
         if self.mode not in PADDING_MODES:
             raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, not {self.mode!r}")
-        if self.threshold < 1 or self.idle_ms < 0 or self.budget < 0 or self.rate < 0:
-            raise ValueError("padding threshold must be >= 1, idle_ms, budget and rate >= 0")
+        if self.threshold < 1 or min(self.idle_ms, self.budget, self.rate, self.latency_ms) < 0:
+            raise ValueError("padding threshold must be >= 1, idle_ms, budget, rate and latency_ms >= 0")
 
     def for_response(self, headers: list[tuple[str, str]]) -> Flusher | None:
         """A flusher for one response, or None when it is not to be padded."""
@@ -178,25 +191,51 @@ class PaddingPolicy:
         pad = self.pad or pad_function_for(found.get("content-type", ""), found.get("content-encoding", ""))
         if pad is None:
             return None
-        return Flusher(pad, self.threshold, self.budget, self.rate, automatic=mode == "idle")
+        return Flusher(
+            pad,
+            self.threshold,
+            self.budget,
+            self.rate,
+            automatic=mode == "idle",
+            latency=self.latency_ms / 1000,
+            idle=self.idle_ms / 1000,
+        )
 
 
 class Flusher:
     """Padding state of one response: what is pending in the service, and the padding budget.
 
-    Sans-IO: times are passed in (``time.monotonic()`` seconds). The budget is a token bucket of
-    ``budget`` bytes refilled at ``rate`` bytes/s.
+    Sans-IO: times are passed in (``time.monotonic()`` seconds, or any one clock). The budget is a token
+    bucket of ``budget`` bytes refilled at ``rate`` bytes/s. :meth:`push_at` says when an automatic push
+    is due: ``latency`` seconds (a share of it, :data:`LATENCY_SHARE`) after the oldest pending byte was
+    written, or, with ``latency = 0``, ``idle`` seconds after the last write.
+
+    >>> f = Flusher(pad_function_for("text/event-stream"), 1000, 10**6, automatic=True, latency=0.2)
+    >>> f.wrote(b"data: 1\\n\\n", now=10.0); f.wrote(b"data: 2\\n\\n", now=10.1)
+    >>> round(f.push_at(last_write=10.1), 3)  # 90 % of 200 ms after the first pending write
+    10.18
     """
 
     def __init__(
-        self, pad: PadFunction, threshold: int, budget: int, rate: int = 0, *, automatic: bool
+        self,
+        pad: PadFunction,
+        threshold: int,
+        budget: int,
+        rate: int = 0,
+        *,
+        automatic: bool,
+        latency: float = 0.0,
+        idle: float = 0.0,
     ) -> None:
         self.pad = pad
         self.threshold = threshold
         self.budget = budget
         self.rate = rate
         self.automatic = automatic
+        self.latency = latency
+        self.idle = idle
         self.pending = 0
+        self.since = 0.0  # when the oldest pending byte was written (meaningful while pending)
         self.padding_bytes = 0
         self.exhausted = False  # a hard budget (rate 0) is spent
         self.throttled = False  # the burst is spent; pads now wait for the refill
@@ -204,14 +243,29 @@ class Flusher:
         self._at: float | None = None
         self._tail = b""
 
-    def wrote(self, data: bytes) -> None:
-        """Account for bytes the app wrote (model: the service releases once ``threshold`` are pending)."""
+    def wrote(self, data: bytes, now: float = 0.0) -> None:
+        """Account for bytes written at ``now`` (model: released once ``threshold`` are pending)."""
         if not data:
             return
         self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
+        if not self.pending:
+            self.since = now
         self.pending += len(data)
         if self.pending >= self.threshold:
             self.pending = 0
+
+    def push_at(self, last_write: float) -> float:
+        """When an automatic push of the pending bytes is due (``inf``: nothing pending).
+
+        ``last_write``: when the app last wrote. With a latency target, the push waits for the oldest
+        pending byte to have waited :data:`LATENCY_SHARE` of it, whatever the app writes meanwhile; without
+        (``latency = 0``), it waits for the app to pause for ``idle``.
+        """
+        if not self.pending:
+            return math.inf
+        if self.latency > 0:
+            return self.since + self.latency * LATENCY_SHARE
+        return last_write + self.idle
 
     def delay(self, now: float) -> float:
         """Seconds until the pending bytes can be pushed out: 0 now, ``inf`` never (a spent hard cap)."""

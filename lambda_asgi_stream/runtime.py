@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from . import hooks, http1, runtime_api
+from . import hooks, http1, probe_endpoint, runtime_api
 from ._errors import (
     EventError,
     LambdaAsgiStreamError,
@@ -467,7 +467,9 @@ class LambdaRuntime:
     ) -> None:
         if not config.runtime_api:
             raise RuntimeAPIError("AWS_LAMBDA_RUNTIME_API is not set: run this inside Lambda, or use serve")
-        self.app = app
+        # Hook: probe requests of `lambda-asgi-stream probe` (probe_endpoint.py) when the probe token is set;
+        # without it this is `app` itself.
+        self.app = probe_endpoint.wrap(app)
         self.config = config
         self.handle_signals = handle_signals
         # One worker waits for Lambda's replies by blocking (cheaper, and what AWS's own clients do); pass
@@ -658,7 +660,12 @@ class LambdaRuntime:
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
         responder = make_responder(
-            request, post, self.config.padding, self.config.sse, exclude_headers=self.config.exclude_headers
+            request,
+            post,
+            self.config.padding,
+            self.config.sse,
+            exclude_headers=self.config.exclude_headers,
+            end_records=self.config.end_record,
         )
         try:
             result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)

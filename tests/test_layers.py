@@ -31,9 +31,11 @@ CORE = {
     "http1",
     "eventstream",
     "client",
+    "probe_protocol",
+    "end_record",
 }
-GLUE = {"cycle", "lifespan", "hooks"}
-SHELLS = {"runtime", "emulator", "local_api", "testing", "adapter"}
+GLUE = {"cycle", "lifespan", "hooks", "probe_endpoint"}
+SHELLS = {"runtime", "emulator", "local_api", "testing", "adapter", "probe"}
 FACE = {"__init__", "__main__"}
 RANK = {**dict.fromkeys(LEAVES, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(GLUE, 2)}
 RANK.update({**dict.fromkeys(SHELLS, 3), **dict.fromkeys(FACE, 4)})

@@ -363,3 +363,110 @@ async def test_explicit_flush_waits_for_the_refill_instead_of_being_dropped() ->
     responder = PaddedStreamingResponder(app.writer, "function-url", policy)
     await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
     assert app.seen == [0, 1, 2, 3]  # each event released before the app went on
+
+
+# --- the latency target (sans-IO: times passed in) ---------------------------------------------------
+
+
+def test_push_waits_for_most_of_the_latency_target_after_the_oldest_pending_write() -> None:
+    pad = pad_function_for("text/event-stream")
+    assert pad is not None
+    f = Flusher(pad, THRESHOLD, 10**9, automatic=True, latency=0.2, idle=0.005)
+    assert f.push_at(0.0) == math.inf  # nothing pending
+    for now in (1.0, 1.05, 1.1):
+        f.wrote(b"data: x\n\n", now)
+    assert f.push_at(1.1) == pytest.approx(1.18)  # from the first write, not the last: no debounce drift
+    assert f.padding(1.18)
+    assert f.push_at(1.18) == math.inf
+    f.wrote(b"data: y\n\n", 1.3)
+    assert f.push_at(1.3) == pytest.approx(1.48)
+
+
+def test_a_write_that_reaches_the_threshold_restarts_the_clock() -> None:
+    pad = pad_function_for("text/event-stream")
+    assert pad is not None
+    f = Flusher(pad, THRESHOLD, 10**9, automatic=True, latency=0.2)
+    f.wrote(b"data: x\n\n", 0.0)
+    f.wrote(b"data: " + b"x" * THRESHOLD + b"\n\n", 0.1)  # the service releases everything pending
+    assert f.push_at(0.1) == math.inf
+    f.wrote(b"data: z\n\n", 0.15)
+    assert f.push_at(0.15) == pytest.approx(0.33)
+
+
+def test_latency_zero_pushes_at_every_pause() -> None:
+    pad = pad_function_for("text/event-stream")
+    assert pad is not None
+    f = Flusher(pad, THRESHOLD, 10**9, automatic=True, latency=0.0, idle=0.005)
+    f.wrote(b"data: x\n\n", 0.0)
+    f.wrote(b"data: x\n\n", 0.1)
+    assert f.push_at(0.1) == pytest.approx(0.105)
+
+
+def simulate(latency: float, threshold: int, gaps: list[float]) -> tuple[int, float, float]:
+    """A token stream through the flusher's timing rule and the hold-back model, the timer fired exactly
+    when due: (padding bytes, the longest a token waited, the stream's duration)."""
+    pad = pad_function_for("text/event-stream")
+    assert pad is not None
+    f = Flusher(pad, threshold, 10**12, automatic=True, latency=latency, idle=0.005)
+    model = HoldBack(threshold)
+    waiting: list[float] = []  # write times of tokens the model still holds
+    worst, now, last = 0.0, 0.0, 0.0
+
+    def release(at: float) -> None:
+        nonlocal worst
+        worst = max([worst, *(at - w for w in waiting)])
+        waiting.clear()
+
+    for gap in gaps:
+        due = f.push_at(last)
+        if due <= now + gap:  # the timer fires before the next token
+            data = f.padding(due)
+            if model.feed(data):
+                release(due)
+        now += gap
+        token = b'data: {"choices":[{"delta":{"content":" word"}}]}\n\n'
+        waiting.append(now)
+        f.wrote(token, now)
+        last = now
+        if model.feed(token):
+            release(now)
+    release(now)  # the end of the response
+    return f.padding_bytes, worst, now
+
+
+@pytest.mark.parametrize("threshold", [16 * 1024, 100 * 1024])
+def test_a_steady_stream_costs_a_push_per_latency_target_and_no_more(threshold: int) -> None:
+    gaps = [0.025 if i % 3 else 0.001 for i in range(500)]  # a token every ~17 ms, for ~8.5 s
+    latency = 0.2
+    padding, worst, duration = simulate(latency, threshold, gaps)
+    reference = math.ceil(duration / latency) * threshold
+    assert worst <= latency
+    assert padding <= 1.25 * reference
+    eager, eager_worst, _ = simulate(0.0, threshold, gaps)  # control: pushing at every pause costs more
+    assert eager > 1.5 * padding and eager_worst < worst
+
+
+@pytest.mark.anyio
+async def test_a_half_written_sse_line_does_not_spin_the_timer() -> None:
+    # Padding is due but the tail is mid-line (unsafe): the flusher must wait for the next write, not
+    # re-arm its timer for a time already past (which would run it on every pass of the event loop).
+    calls: list[float] = []
+
+    class Counting(PaddedStreamingResponder):
+        async def _pad(self) -> None:
+            calls.append(0.0)
+            await super()._pad()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: half a li", "more_body": True})
+        await anyio.sleep(0.3)
+        await send({"type": "http.response.body", "body": b"ne\n\n", "more_body": False})
+
+    writer = HeldBackWriter(THRESHOLD)
+    policy = PaddingPolicy(mode="idle", threshold=THRESHOLD, latency_ms=20)
+    responder = Counting(writer, "function-url", policy)
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    assert len(calls) <= 2
+    assert sse_events(writer.delivered()) == [("message", "half a line", "")]

@@ -6,7 +6,9 @@
 
 ``stream: true`` answers with ``chat.completion.chunk`` Server-Sent Events ending in ``data: [DONE]``,
 exactly what the official ``openai`` client, ``httpx-sse`` and browsers expect; ``stream: false`` answers
-with one ``chat.completion``. ``GET /`` is a small page that shows the tokens as they arrive.
+with one ``chat.completion``. ``GET /`` is a small page that shows the tokens as they arrive and, under
+the answer, when each was written and when it arrived, and the bytes on the wire against the useful ones
+(each chunk carries ``x_written_ms``, its write time, for that).
 
 Tokens come from a deterministic local model (no network, no weights) that answers from a small fixed
 text chosen by a hash of the prompt and paces its tokens like a hosted model: ``LLM_FIRST_TOKEN_MS``
@@ -217,6 +219,9 @@ async def _chunks(
             "created": created,
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            # Not OpenAI's: when this chunk was written (epoch ms), for the page's timeline of the
+            # flusher's effect. Clients ignore fields they do not know.
+            "x_written_ms": round(time.time() * 1000, 1),
         }
         return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
 

@@ -4,6 +4,7 @@ small writes (``--buffering lambda``, the default) and the runtime pads as deplo
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -25,8 +26,9 @@ PROMPT = [{"role": "user", "content": "What does streaming give me?"}]
 
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    # Fast but realistic pacing: the first token after 20 ms, then one every 10 ms.
-    env = {"LLM_FIRST_TOKEN_MS": "20", "LLM_TOKEN_MS": "10"}
+    # Fast but realistic pacing: the first token after 20 ms, then one every 10 ms; the flusher's latency
+    # target scaled down with it (50 ms instead of 200), so the ~350 ms answer needs several pushes.
+    env = {"LLM_FIRST_TOKEN_MS": "20", "LLM_TOKEN_MS": "10", "LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS": "50"}
     emu = Emulator("examples.sse_llm.app:app", signals=tmp_path_factory.mktemp("llm"), env=env)
     yield emu
     assert emu.stop() == []
@@ -110,6 +112,54 @@ def test_page_in_headless_chromium_renders_tokens_as_they_arrive(llm: Emulator) 
     assert reads > 1
 
 
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_page_shows_the_timeline_and_the_bytes_on_the_wire(
+    llm: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Under the answer the page draws when each token was written and when it arrived, and prints the
+    # bytes on the wire against the useful ones. Read the numbers back from the rendered page, check
+    # them against the emulator's own count, and keep a screenshot.
+    binary = _chromium.find()
+    if binary is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
+    mark = llm.mark()
+    browser = _chromium.Browser(binary, f"{llm.url}/#auto")
+    try:
+        browser.wait_for("document.body.dataset.done === '1'")
+        shown = browser.evaluate(
+            "Object.fromEntries(['wire-bytes', 'useful-bytes', 'padding-bytes', 'overhead', 'max-delay',"
+            " 'median-delay', 'reads'].map((id) => [id, document.getElementById(id).textContent]))"
+        )
+        marks = browser.evaluate("document.querySelectorAll('#timeline circle.mark').length")
+        tokens = int(browser.evaluate("document.getElementById('answer').dataset.tokens"))
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            browser.session,
+            width=900,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        shot = browser.call("Page.captureScreenshot", browser.session, format="png")["data"]
+    finally:
+        browser.close()
+    path = tmp_path_factory.mktemp("screenshot") / "sse_llm_page.png"
+    path.write_bytes(base64.b64decode(shot))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    log = llm.log_line("POST /v1/chat/completions", start=mark)
+    logged = dict(field.split("=", 1) for field in log.split() if "=" in field)
+    wire, useful, padding = (_number(shown[k]) for k in ("wire-bytes", "useful-bytes", "padding-bytes"))
+    assert wire == int(logged["bytes"])  # every byte the page counted is a byte the client was sent
+    assert wire == useful + padding and padding >= int(logged["padding"]) > 0
+    assert shown["overhead"] == f"{wire / useful:.1f}x"
+    assert tokens == len(_expected()) and marks == 2 * tokens  # written and arrived, per token
+    assert int(shown["max-delay"]) >= int(shown["median-delay"]) >= 0
+    assert int(shown["reads"]) > 1
+
+
 def test_ssr_page_and_progress_through_the_emulator(ssr: Emulator) -> None:
     with httpx.Client(base_url=ssr.url, timeout=30) as client:
         with client.stream("GET", "/") as response:
@@ -167,4 +217,6 @@ def test_without_the_flusher_lambda_holds_the_answer_back(
     # ~6 KB of events stay under the 100 KiB hold-back threshold: released in one piece at the end
     # (a second read only if the kernel splits that piece).
     assert held_reads <= 2
-    assert padded_reads > len(_expected()) // 2
+    # With the flusher, a push at least every 45 ms (90 % of the 50 ms target) over a stream of 330 ms or
+    # more: about seven, each a read of its own.
+    assert padded_reads >= 4

@@ -33,6 +33,7 @@ def test_every_variable_is_read() -> None:
             "LAMBDA_ASGI_STREAM_PADDING_THRESHOLD": "2048",
             "LAMBDA_ASGI_STREAM_PADDING_BUDGET": "0",
             "LAMBDA_ASGI_STREAM_PADDING_RATE": "1000",
+            "LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS": "150",
             "LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S": "2.5",
             "LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT": "yes",
         }
@@ -41,7 +42,9 @@ def test_every_variable_is_read() -> None:
     assert config.invoke_mode == "BUFFERED" and config.lifespan == "off" and config.base_path == "/api"
     assert (config.timeout_margin_ms, config.max_concurrency, config.snap_start) == (0, 4, True)
     assert config.log_level == "DEBUG"
-    assert config.padding == PaddingPolicy(mode="explicit", idle_ms=20, threshold=2048, budget=0, rate=1000)
+    assert config.padding == PaddingPolicy(
+        mode="explicit", idle_ms=20, threshold=2048, budget=0, rate=1000, latency_ms=150
+    )
     assert config.sse.heartbeat_s == 2.5 and config.sse.error_event is True
 
 
@@ -61,6 +64,7 @@ def test_streaming_mode_aliases(value: str) -> None:
         ("LAMBDA_ASGI_STREAM_PADDING", "lots"),
         ("LAMBDA_ASGI_STREAM_PADDING_THRESHOLD", "0"),
         ("LAMBDA_ASGI_STREAM_PADDING_RATE", "-5"),
+        ("LAMBDA_ASGI_STREAM_PADDING_LATENCY_MS", "-1"),
         ("LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S", "-2"),
         ("LAMBDA_ASGI_STREAM_SSE_HEARTBEAT_S", "often"),
         ("LAMBDA_ASGI_STREAM_SSE_ERROR_EVENT", "perhaps"),
