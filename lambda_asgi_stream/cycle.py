@@ -40,7 +40,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -71,6 +71,8 @@ from .runtime_api import LambdaContext
 from .sse import HEARTBEAT, SSEOptions, is_event_stream, terminal_error_event
 
 logger = logging.getLogger("lambda_asgi_stream")
+
+_PADDING_HEADER = PADDING_HEADER.encode()
 
 #: The Lambda context of the invocation the current task serves (set by the shell for the app's cycle).
 current_context: ContextVar[LambdaContext] = ContextVar("lambda_asgi_stream_context")
@@ -251,7 +253,7 @@ class PaddedStreamingResponder(StreamingResponder):
         self.is_sse = False
         self.watched = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None  # made at start, only for watched responses
+        self._busy = False  # a write is in progress: the timer starts no padding write meanwhile
         self._timer: asyncio.TimerHandle | None = None
         self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
         self._stalled = False  # padding is due but cannot be afforded until the next write
@@ -262,35 +264,58 @@ class PaddedStreamingResponder(StreamingResponder):
         self._warned = False
 
     async def start(self, status: int, headers: Headers) -> None:
-        decoded = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
-        self.flusher = self.policy.for_response(decoded)
-        self.is_sse = any(k == "content-type" and is_event_stream(v) for k, v in decoded)
+        content_type = content_encoding = override = ""
+        for name, value in headers:  # one pass over the raw names: no decoding of the others
+            lower = name.lower()
+            if lower == b"content-type":
+                content_type = value.decode("latin-1")
+            elif lower == b"content-encoding":
+                content_encoding = value.decode("latin-1")
+            elif lower == _PADDING_HEADER:
+                override = value.decode("latin-1")
+        if override:  # consumed: never sent
+            headers = [(k, v) for k, v in headers if k.lower() != _PADDING_HEADER]
+        self.flusher = self.policy.for_content(content_type, content_encoding, override)
+        self.is_sse = is_event_stream(content_type)
         if self.is_sse and self.sse.heartbeat_s > 0:
             self._beat = self.sse.heartbeat_s
         automatic = self.flusher is not None and self.flusher.automatic
         self.watched = automatic or self._beat < math.inf
-        padding_header = PADDING_HEADER.encode()
-        wanted = [(k, v) for k, v in headers if k.lower() != padding_header]
-        await super().start(status, wanted)
+        await super().start(status, headers)
         if self.watched:
-            self._loop = asyncio.get_running_loop()
-            self._lock = asyncio.Lock()
-            self._last_write = self._loop.time()
-            self._arm()
+            self._loop = loop = asyncio.get_running_loop()
+            self._last_write = now = loop.time()
+            # One timer for the whole response when it is short: armed now for the earliest a push could
+            # be due, so that the writes that follow have nothing to re-arm.
+            first_push = now + self.flusher.first_push_after() if automatic and self.flusher else math.inf
+            self._arm(min(now + self._beat, first_push))
 
     async def body(self, data: bytes, more: bool) -> None:
-        if self._lock is None:
+        if not self.watched:
             await super().body(data, more)
             self._account(data)
             return
-        async with self._lock:  # a padding write may be in flight: never interleave two writes
-            if not more:
-                self._closed = True
+        if self._job is not None:
+            await self._wait_for_job()  # never interleave with a padding write
+        if not more:
+            self._closed = True
+        self._busy = True
+        try:
             await super().body(data, more)
-            assert self._loop is not None
-            now = self._loop.time()
-            self._account(data, now)
-            self._wrote(now)
+        finally:
+            self._busy = False
+        assert self._loop is not None
+        now = self._loop.time()
+        self._account(data, now)
+        self._wrote(now)
+
+    async def _wait_for_job(self) -> None:
+        while (job := self._job) is not None:
+            try:
+                await asyncio.shield(job)
+            except asyncio.CancelledError:
+                if not job.cancelled():
+                    raise  # we were cancelled, not the job
 
     def _account(self, data: bytes, now: float = 0.0) -> None:
         if data:
@@ -328,8 +353,8 @@ class PaddedStreamingResponder(StreamingResponder):
 
     def _fire(self) -> None:
         self._timer = None
-        if self._closed or self._job is not None:
-            return
+        if self._closed or self._job is not None or self._busy:
+            return  # the write in progress re-arms when it ends
         assert self._loop is not None
         now = self._loop.time()
         flusher = self.flusher
@@ -361,14 +386,14 @@ class PaddedStreamingResponder(StreamingResponder):
         self._job = self._loop.create_task(self._run_job(write))
 
     async def _run_job(self, write: Callable[[], Any]) -> None:
-        assert self._lock is not None
+        self._busy = True
         try:
-            async with self._lock:
-                await write()
+            await write()
         except Exception as exc:  # a broken connection: the app's next write reports it
             logger.debug("padding stopped: %s", exc)
             self._closed = True
         finally:
+            self._busy = False
             self._job = None
         if not self._closed:
             self._arm()
@@ -425,19 +450,20 @@ class PaddedStreamingResponder(StreamingResponder):
         self._loop = loop
         if 0 < (wait := flusher.delay(loop.time())) < math.inf:
             await asyncio.sleep(wait)
-        if self._lock is None:
-            await self._pad()
-            return
-        async with self._lock:
-            await self._pad()
+        await self._exclusively(self._pad())
 
     async def fail(self, exc: BaseException) -> None:
         self._closed = True
-        if self._lock is None:
-            await self._fail(exc)
-            return
-        async with self._lock:
-            await self._fail(exc)
+        await self._exclusively(self._fail(exc))
+
+    async def _exclusively(self, write: Coroutine[Any, Any, None]) -> None:
+        if self._job is not None:
+            await self._wait_for_job()
+        self._busy = True
+        try:
+            await write
+        finally:
+            self._busy = False
 
     async def _fail(self, exc: BaseException) -> None:
         if self.started and self.is_sse and self.sse.error_event:

@@ -183,12 +183,20 @@ class PaddingPolicy:
     def for_response(self, headers: list[tuple[str, str]]) -> Flusher | None:
         """A flusher for one response, or None when it is not to be padded."""
         found = {name: value for name, value in headers}
-        mode = found.get(PADDING_HEADER, self.mode).strip().lower()
+        return self.for_content(
+            found.get("content-type", ""), found.get("content-encoding", ""), found.get(PADDING_HEADER, "")
+        )
+
+    def for_content(
+        self, content_type: str, content_encoding: str = "", override: str = ""
+    ) -> Flusher | None:
+        """The same from the three headers that decide it (``override``: the ``x-lambda-padding`` value)."""
+        mode = override.strip().lower() or self.mode
         if mode not in PADDING_MODES:
             mode = self.mode
         if mode == "none":
             return None
-        pad = self.pad or pad_function_for(found.get("content-type", ""), found.get("content-encoding", ""))
+        pad = self.pad or pad_function_for(content_type, content_encoding)
         if pad is None:
             return None
         return Flusher(
@@ -253,6 +261,10 @@ class Flusher:
         self.pending += len(data)
         if self.pending >= self.threshold:
             self.pending = 0
+
+    def first_push_after(self) -> float:
+        """The shortest time from a response's start to its first automatic push (a write at the start)."""
+        return self.latency * LATENCY_SHARE if self.latency > 0 else self.idle
 
     def push_at(self, last_write: float) -> float:
         """When an automatic push of the pending bytes is due (``inf``: nothing pending).
