@@ -289,3 +289,28 @@ def test_mangums_options_by_name_and_by_position() -> None:
 def test_a_base_path_that_cannot_be_a_path_is_refused() -> None:
     with pytest.raises(ConfigError, match="api_gateway_base_path"):
         Adapter(scope_app, api_gateway_base_path="v1?x")
+
+
+def test_the_one_pass_stop_falls_back_on_loops_without_a_ready_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _stop_after_ready_callbacks reads asyncio's private BaseEventLoop._ready to stop one pass sooner; a
+    # loop without it (uvloop) takes the plain path: stop after one more pass, as run_until_complete does.
+    from lambda_asgi_stream import adapter as adapter_module
+
+    class NoReady:
+        stopped_soon: list[Any] = []
+
+        def stop(self) -> None:
+            raise AssertionError("must not stop at once without knowing what is ready")
+
+        def call_soon(self, callback: Any) -> None:
+            self.stopped_soon.append(callback)
+
+    loop = NoReady()
+    adapter_module._stop_after_ready_callbacks(loop)  # type: ignore[arg-type]
+    assert loop.stopped_soon == [loop.stop]
+    # and a whole Adapter works with the fallback taken on a real loop
+    monkeypatch.setattr(adapter_module, "_stop_after_ready_callbacks", lambda lp: lp.call_soon(lp.stop))
+    handler = Adapter(app, lifespan="off")
+    assert handler(event("/echo"))["statusCode"] == 200
+    assert handler(event("/leave-ready"))["statusCode"] == 200
+    handler.close()

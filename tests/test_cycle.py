@@ -483,3 +483,20 @@ async def test_utf8_header_values_reach_the_prelude_as_text() -> None:
     recorder, _ = await run_streaming(app)
     _, headers, _, _ = recorder.decoded()
     assert ("x-name", "Jos\u00e9") in headers and ("x-latin", "Jos\u00e9") in headers
+
+
+async def test_the_anyio_scope_class_falls_back_to_anyio_cancelscope(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _anyio_cancel_scope takes the running backend's own class (type(anyio.CancelScope())) to skip a
+    # sniffio look-up per call; when that cannot be had it must hand back anyio.CancelScope itself.
+    monkeypatch.setattr(cycle_module, "_scope_class", None)
+
+    class Broken:
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("no backend")
+
+    monkeypatch.setattr(anyio, "CancelScope", Broken())
+    assert isinstance(cycle_module._anyio_cancel_scope(), Broken)
+    monkeypatch.undo()
+    monkeypatch.setattr(cycle_module, "_scope_class", None)
+    scope_class = cycle_module._anyio_cancel_scope()
+    assert scope_class is not None and isinstance(scope_class(), anyio.CancelScope)
