@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -297,7 +297,7 @@ def test_the_one_pass_stop_falls_back_on_loops_without_a_ready_queue(monkeypatch
     from lambda_asgi_stream import adapter as adapter_module
 
     class NoReady:
-        stopped_soon: list[Any] = []
+        stopped_soon: ClassVar[list[Any]] = []
 
         def stop(self) -> None:
             raise AssertionError("must not stop at once without knowing what is ready")
