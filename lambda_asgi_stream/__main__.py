@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--bandwidth", action="store_true", help="cap at 6 MB then 2 MB/s, as Lambda does")
     serve.add_argument("--reload", action="store_true", help="restart the sandboxes when a .py file changes")
     serve.add_argument("--concurrency", type=int, default=1, help="number of sandboxes (default 1)")
+    serve.add_argument(
+        "--head-timeout", type=float, default=5.0, help="seconds a client may take to send its request head"
+    )
+    serve.add_argument(
+        "--write-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a write may wait for a client that does not read before its response is dropped",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     invoke = sub.add_parser("invoke", help="run one event through the streaming path and print it")
@@ -170,6 +179,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             bandwidth=args.bandwidth,
             reload=args.reload,
             concurrency=args.concurrency,
+            head_timeout=args.head_timeout,
+            write_timeout=args.write_timeout,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
