@@ -65,14 +65,25 @@ async def sse(scope: Scope, send: Any) -> None:
 
 
 async def download(scope: Scope, send: Any) -> None:
-    size = int(_query(scope)["size"])
+    """``size`` bytes; with ``hang=1`` the function then blocks (until its timeout kills it)."""
+    q = _query(scope)
+    size = int(q["size"])
     await _start(send, "application/octet-stream")
     sent = 0
     while sent < size:
         piece = _BLOCK[: min(len(_BLOCK), size - sent)]
         await _body(send, piece)
         sent += len(piece)
+    if q.get("hang") == "1":
+        time.sleep(60)  # noqa: ASYNC251 (only killing the sandbox ends it)
     await _body(send, b"", more=False)
+
+
+async def status(scope: Scope, send: Any) -> None:
+    """Answers with status ``code`` and body ``body`` (ASGI lets an app ask for any int status)."""
+    q = _query(scope)
+    await _start(send, "text/plain", status=int(q["code"]))
+    await _body(send, q.get("body", "").encode(), more=False)
 
 
 async def crash(scope: Scope, send: Any) -> None:
@@ -166,6 +177,7 @@ ROUTES = {
     "/hello": hello,
     "/big-header": big_header,
     "/body": body_of,
+    "/status": status,
 }
 
 
