@@ -166,6 +166,21 @@ async def body_of(scope: Scope, send: Any) -> None:
     await _body(send, b"x" * int(q["size"]), more=False)
 
 
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """The request as the app got it: method, the headers named in ``show``, and the body."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    shown = {name: headers.get(name) for name in _query(scope).get("show", "").split(",") if name}
+    await _start(send, "application/json")
+    payload = {"method": scope["method"], "headers": shown, "body": body.decode("utf-8", "replace")}
+    await _body(send, json.dumps(payload).encode(), more=False)
+
+
 ROUTES = {
     "/sse": sse,
     "/download": download,
@@ -190,6 +205,9 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/echo":
+        await echo(scope, receive, send)
+        return
     route = ROUTES.get(scope["path"])
     if route is None:
         await _start(send, "text/plain", status=404)
