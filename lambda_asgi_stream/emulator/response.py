@@ -154,7 +154,7 @@ class ClientResponse:
         """The invocation failed: 502 if nothing was sent yet, else cut the response where it is."""
         if self.ended:
             return
-        self._end(f"error:{error_type}")
+        self._end(f"error:{loggable(error_type)}")
         if not self.started:
             # Lambda answers a function error with 502 (Function URL, API Gateway proxy).
             say(f"{self.label}: {loggable(error_type)}: {loggable(message)}\n{PREFIX} the client got 502")
