@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ from ._types import STREAMING_INTEGRATIONS
 from ._version import __version__
 
 logger = logging.getLogger("lambda_asgi_stream")
+
+_EVENT_TEMPLATE = Path(__file__).with_name("emulator") / "event-template.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--bandwidth", action="store_true", help="cap at 6 MB then 2 MB/s, as Lambda does")
     serve.add_argument("--reload", action="store_true", help="restart the sandboxes when a .py file changes")
     serve.add_argument("--concurrency", type=int, default=1, help="number of sandboxes (default 1)")
+    serve.add_argument(
+        "--head-timeout", type=float, default=5.0, help="seconds a client may take to send its request head"
+    )
+    serve.add_argument(
+        "--write-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a write may wait for a client that does not read before its response is dropped",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     probe = sub.add_parser("probe", help="measure Lambda's hold-back of small writes on a deployment")
@@ -119,12 +131,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.set_defaults(func=_cmd_probe)
 
-    invoke = sub.add_parser("invoke", help="run one event through the streaming path and print it")
-    invoke.add_argument("app", help="MODULE:APP, e.g. examples.hello:app")
-    invoke.add_argument("--event", required=True, help="event JSON file ('-' for stdin)")
-    invoke.add_argument("--buffered", action="store_true", help="buffered invoke mode: print the dict")
+    invoke = sub.add_parser(
+        "invoke",
+        help="run one request through the streaming path and print it as it arrives",
+        description="Run one event through the app under the real runtime loop, in this process, and print "
+        "each chunk of the response with the time it arrived. Give a request (METHOD PATH, -H, -d), or an "
+        "event file with --event.",
+        epilog=f"""examples:
+  lambda-asgi-stream invoke examples.hello.app:app GET '/countdown?from=3'
+  lambda-asgi-stream invoke main:app POST /items -H 'content-type: application/json' -d '{{"n": 1}}'
+  lambda-asgi-stream invoke main:app --event event.json
+
+event template (a Function URL event to copy and edit for --event):
+  {_EVENT_TEMPLATE}""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    invoke.add_argument("app", help="MODULE:APP, e.g. examples.hello.app:app")
+    invoke.add_argument("method", nargs="?", help="the request's method, e.g. GET (with PATH)")
+    invoke.add_argument("path", nargs="?", help="the request's path and query, e.g. '/tokens?limit=5'")
+    invoke.add_argument(
+        "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="a request header"
+    )
+    invoke.add_argument("-d", "--data", help="the request body; @FILE reads a file, @- stdin")
+    invoke.add_argument(
+        "--integration",
+        choices=["function-url", "rest", "http-api", "alb"],
+        default="function-url",
+        help="which event format to build (default function-url)",
+    )
+    invoke.add_argument("--event", help="an event JSON file instead of METHOD PATH ('-' for stdin)")
+    invoke.add_argument(
+        "--buffered",
+        action="store_true",
+        help="buffered invoke mode: print the dict (the default for http-api and alb)",
+    )
     invoke.add_argument("--timeout", type=float, default=30.0, help="function timeout, seconds")
-    invoke.set_defaults(func=_cmd_invoke)
+    invoke.set_defaults(func=_cmd_invoke, parser=invoke)
     return parser
 
 
@@ -235,6 +277,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             bandwidth=args.bandwidth,
             reload=args.reload,
             concurrency=args.concurrency,
+            head_timeout=args.head_timeout,
+            write_timeout=args.write_timeout,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -279,6 +323,10 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     from .config import Config, InvokeMode
     from .emulator.invoke import invoke
 
+    if (args.event is None) == (args.method is None or args.path is None):
+        args.parser.error("give either METHOD PATH (a request to build) or --event FILE")
+    if args.event is not None and (args.header or args.data is not None):
+        args.parser.error("-H and -d build a request: they do not go with --event")
     try:
         config = Config.from_env({**os.environ, "AWS_LAMBDA_RUNTIME_API": "unset:0"})
     except ConfigError as exc:
@@ -286,12 +334,15 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
         return 1
     _setup_logging(config.log_level)
     try:
+        event = _invoke_event(args)
         app = _import(args.app)
-        event = sys.stdin.buffer.read() if args.event == "-" else _read(args.event)
+    except ValueError as exc:
+        args.parser.error(str(exc))
     except (AppImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    mode: InvokeMode = "BUFFERED" if args.buffered else "RESPONSE_STREAM"
+    buffered = args.buffered or (args.event is None and args.integration not in STREAMING_INTEGRATIONS)
+    mode: InvokeMode = "BUFFERED" if buffered else "RESPONSE_STREAM"
 
     def run_runtime(address: str) -> Awaitable[None]:
         from .runtime import LambdaRuntime
@@ -301,6 +352,22 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 
     result: int = anyio.run(invoke, run_runtime, event, args.timeout, sys.stdout)
     return result
+
+
+def _invoke_event(args: argparse.Namespace) -> bytes:
+    """The event to invoke with: the --event file as it is, or one built from METHOD PATH -H -d."""
+    from .emulator.invoke import request_event
+
+    if args.event is not None:
+        return sys.stdin.buffer.read() if args.event == "-" else _read(args.event)
+    data: str | None = args.data
+    if data is None:
+        body = b""
+    elif data.startswith("@"):
+        body = sys.stdin.buffer.read() if data == "@-" else _read(data[1:])
+    else:
+        body = data.encode("utf-8")
+    return request_event(args.integration, args.method, args.path, args.header, body)
 
 
 def _read(path: str) -> bytes:

@@ -2,7 +2,10 @@
 
 The app runs in this process under the real runtime loop (:class:`~lambda_asgi_stream.runtime.LambdaRuntime`)
 against a loopback Runtime API (:class:`.local_api.LocalRuntimeAPI`); each chunk of the response is printed
-with the time it arrived, so a user sees whether their writes stream or bunch up.
+with the time it arrived, so a user sees whether their writes stream or bunch up. The event is either a
+file (``--event``; ``event-template.json`` beside this module is a Function URL one to start from) or built
+here from a request (``invoke APP GET /path -H 'name: value' -d body``) by ``events.build``, as the
+emulator builds it for each HTTP request.
 """
 
 from __future__ import annotations
@@ -10,15 +13,53 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
 
 from .._errors import LambdaAsgiStreamError
+from .._http import is_token
+from .._types import Integration
 from ..encoder import PreludeDecoder
+from ..events.build import build_event
 from ..padding import padding_alphabet
 from .local_api import BufferedResult, InvocationFailed, LocalRuntimeAPI, StreamData, StreamEnd
 from .options import error_text
+
+#: A Function URL event (payload 2.0) to copy and edit for ``invoke --event``.
+EVENT_TEMPLATE = Path(__file__).with_name("event-template.json")
+
+
+def request_event(
+    integration: Integration,
+    method: str,
+    target: str,
+    header_lines: list[str],
+    body: bytes = b"",
+) -> bytes:
+    """The event (JSON) the integration would deliver for ``METHOD target``, as a client sent it.
+
+    ``target`` is the path and query as on the wire (percent-encoded); ``header_lines`` are ``Name: value``
+    as curl's ``-H`` takes them. Raises ``ValueError`` for a request no client could send.
+    """
+    if not is_token(method.encode("latin-1", "replace")):
+        raise ValueError(f"{method!r} is not an HTTP method")
+    if not target.startswith("/"):
+        raise ValueError(f"the path must start with '/', not {target!r}")
+    headers = [_header(line) for line in header_lines]
+    path, _, query = target.partition("?")
+    event = build_event(
+        integration, method=method.upper(), path=path, query_string=query, headers=headers, body=body
+    )
+    return json.dumps(event).encode("utf-8")
+
+
+def _header(line: str) -> tuple[str, str]:
+    name, colon, value = line.partition(":")
+    if not colon or not is_token(name.strip().encode("latin-1", "replace")):
+        raise ValueError(f"a header is 'Name: value', not {line!r}")
+    return name.strip(), value.strip()
 
 
 async def invoke(

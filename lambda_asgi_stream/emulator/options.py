@@ -31,14 +31,22 @@ class EmulatorOptions:
     bandwidth: bool = False
     reload: bool = False
     concurrency: int = 1
+    #: seconds a client may take to send its request head (slowloris connections are closed)
+    head_timeout: float = 5.0
+    #: seconds one write may wait for a client that does not read before its response is given up
+    write_timeout: float = 30.0
     environ: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.invoke_mode not in ("RESPONSE_STREAM", "BUFFERED"):
             raise ValueError(f"invoke mode must be RESPONSE_STREAM or BUFFERED, not {self.invoke_mode!r}")
         make_release(self.buffering, self.buffer_threshold)  # raises ValueError on a bad mode/threshold
-        if not self.timeout > 0 or math.isinf(self.timeout):
-            raise ValueError(f"the timeout must be a positive number of seconds, not {self.timeout}")
+        for name in ("timeout", "head_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if not value > 0 or math.isinf(value):
+                raise ValueError(
+                    f"the {name.replace('_', ' ')} must be a positive number of seconds, not {value}"
+                )
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from .._errors import LambdaAsgiStreamError, ResponseTooLargeError
+from .._http import loggable
 from .._types import Message, Send
 from ..buffering import MAX_STREAMED_BYTES, Bandwidth, make_release
 from ..encoder import HOP_BY_HOP, MAX_PRELUDE_BYTES, PreludeDecoder, decode_buffered_response
@@ -24,6 +25,10 @@ from ..padding import padding_alphabet
 from ..runtime_api import encode_buffered
 from .local_api import BufferedResult, InvocationEvent, InvocationFailed, StreamData, StreamEnd
 from .options import PREFIX, EmulatorOptions, error_text, say
+
+#: What HTTP can carry as a final response (RFC 9110 15: 1xx are interim; clients know up to 5xx).
+FIRST_FINAL_STATUS, LAST_STATUS = 200, 599
+BODYLESS_STATUSES = frozenset({204, 304})
 
 logger = logging.getLogger("lambda_asgi_stream.emulator")
 
@@ -66,7 +71,10 @@ class ClientResponse:
         self.ended = False  # the client's response is over (complete, 502, or cut)
         self.cut = False
         self.client_gone = False
+        self.stalled = False  # the client stopped reading: a write waited --write-timeout
         self.streamed = 0
+        self.bodyless = False  # a 204 or 304: no content (RFC 9110 15.3.5, 15.4.5)
+        self.dropped = False  # body bytes of a bodyless response were dropped
 
     async def handle(self, item: InvocationEvent) -> None:
         if isinstance(item, StreamData):
@@ -80,7 +88,7 @@ class ClientResponse:
                 )
             else:
                 await self._write(self.release.end(), more=False)
-                self._end("client-gone" if self.client_gone else "complete")
+                self._end(self._outcome())
         elif isinstance(item, BufferedResult):
             await self._buffered(item)
         elif isinstance(item, InvocationFailed):
@@ -105,9 +113,9 @@ class ClientResponse:
             self.padding_bytes = padding_alphabet(
                 found.get("content-type", ""), found.get("content-encoding", "")
             )
-            await self._start(
-                prelude.status, [*prelude.headers, *(("set-cookie", c) for c in prelude.cookies)]
-            )
+            headers = [*prelude.headers, *(("set-cookie", c) for c in prelude.cookies)]
+            if not await self._start(prelude.status, headers):
+                return
         if not data:
             return
         self.streamed += len(data)
@@ -138,26 +146,25 @@ class ClientResponse:
         except (ValueError, TypeError) as exc:
             await self.fail("Runtime.InvalidResponse", f"unreadable buffered response: {exc}")
             return
-        await self._start(status, headers)
-        await self._write(body, more=False)
-        self._end("client-gone" if self.client_gone else "complete")
+        if await self._start(status, headers):
+            await self._write(body, more=False)
+            self._end(self._outcome())
 
     async def fail(self, error_type: str, message: str) -> None:
         """The invocation failed: 502 if nothing was sent yet, else cut the response where it is."""
         if self.ended:
             return
-        self._end(f"error:{error_type}")
+        self._end(f"error:{loggable(error_type)}")
         if not self.started:
             # Lambda answers a function error with 502 (Function URL, API Gateway proxy).
-            say(f"{self.label}: {error_type}: {message}\n{PREFIX} the client got 502")
+            say(f"{self.label}: {loggable(error_type)}: {loggable(message)}\n{PREFIX} the client got 502")
             self.log.status = 502
             self.started = True
             await plain_response(self._client, 502, "Internal Server Error\n")
             return
-        say(
-            f"{self.label}: {error_type}: {message}\n{PREFIX} status {self.log.status} was already sent: "
-            f"the response was cut after {self.log.bytes + self.release.pending} body bytes"
-        )
+        sent = self.log.bytes + self.release.pending
+        outcome = f"status {self.log.status} was already sent: the response was cut after {sent} body bytes"
+        say(f"{self.label}: {loggable(error_type)}: {loggable(message)}\n{PREFIX} {outcome}")
         # What the service still held goes out; then the connection closes without the final chunk.
         await self._write(self.release.end(), more=True)
         self.cut = True
@@ -170,14 +177,37 @@ class ClientResponse:
         self.ended = True
         self.log.end = reason
 
-    async def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
+    def _outcome(self) -> str:
+        return "client-stalled" if self.stalled else "client-gone" if self.client_gone else "complete"
+
+    async def _start(self, status: int, headers: list[tuple[str, str]]) -> bool:
+        """Send the status line and headers; False (and a 502) when HTTP cannot carry the status."""
+        if not FIRST_FINAL_STATUS <= status <= LAST_STATUS:
+            # 1xx are interim responses, and a status line has three digits that HTTP clients know up to
+            # 5xx (RFC 9110 15): there is no response to send, as for any invalid function response.
+            await self.fail(
+                "Runtime.InvalidStatus",
+                f"the app answered with status {status}, which HTTP cannot carry as a response "
+                f"({FIRST_FINAL_STATUS}-{LAST_STATUS})",
+            )
+            return False
         self.started = True
         self.log.status = status
+        self.bodyless = status in BODYLESS_STATUSES
         # Values are UTF-8 on the way out, as Lambda writes the prelude's JSON strings (encoder._value_text).
         raw = [(k.encode("latin-1"), v.encode("utf-8")) for k, v in headers if k.lower() not in HOP_BY_HOP]
         await self._client({"type": "http.response.start", "status": status, "headers": raw})
+        return True
 
     async def _write(self, data: bytes, *, more: bool) -> None:
+        if data and self.bodyless:
+            if not self.dropped:  # one warning per response
+                say(
+                    f"{self.label}: status {self.log.status} has no body (RFC 9110 15.3.5, 15.4.5): "
+                    "the body the app sent is dropped"
+                )
+            self.dropped = True
+            data = b""
         if data:
             if self.bandwidth is not None:
                 await anyio.sleep(self.bandwidth.delay(len(data), anyio.current_time()))
@@ -192,10 +222,19 @@ class ClientResponse:
         # Lambda keeps running when the client leaves (docs/failure-policy.md): keep draining, stop sending.
         if self.client_gone:
             return
-        try:
-            await self._send(message)
-        except OSError:
-            self.client_gone = True
+        # A client that stops reading must not hold the request (or a sandbox) for ever: each write is
+        # bounded, and one that waits too long ends the client's response.
+        with anyio.move_on_after(self.options.write_timeout) as bound:
+            try:
+                await self._send(message)
+            except OSError:
+                self.client_gone = True
+        if bound.cancelled_caught:
+            self.client_gone = self.stalled = self.cut = True
+            say(
+                f"{self.label}: the client stopped reading: gave up after {self.options.write_timeout:g} s "
+                "(--write-timeout) and closed its connection"
+            )
 
 
 async def plain_response(send: Send, status: int, text: str) -> None:

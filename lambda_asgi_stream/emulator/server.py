@@ -18,6 +18,8 @@ from .front_door import FrontDoor, StreamCut
 from .options import PREFIX, EmulatorOptions, host_port, say
 from .sandbox import Sandbox, SandboxPool
 
+logger = logging.getLogger("lambda_asgi_stream.emulator")
+
 
 class _HideStreamCut(logging.Filter):
     """uvicorn logs every app exception; a deliberate cut is already reported on the console."""
@@ -89,6 +91,55 @@ def _server_class() -> Any:
     return Server
 
 
+def _protocol_class(head_timeout: float) -> Any:
+    """uvicorn's h11 protocol, plus a bound on the time a client may take to send its request head.
+
+    uvicorn has none: a client trickling its head a byte at a time (slowloris), or connecting and sending
+    nothing, would hold its connection for ever. The timer runs from the connection (or from the first byte
+    of each later request on a kept-alive one) until the head is complete, as nginx's
+    ``client_header_timeout`` does; the body is not bounded here (Lambda's own limits apply to it).
+    """
+    import asyncio
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self.conn.their_state is h11.IDLE and self._head_timer is None:
+                self._arm()  # the first byte of the next request on a kept-alive connection
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(head_timeout, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                logger.debug("closed a connection that sent no request head within %g s", head_timeout)
+                self.transport.close()
+
+    return Protocol
+
+
 async def _stop_on_signal(server: Any, front: FrontDoor, sandboxes: list[Sandbox]) -> None:
     """First signal: refuse new requests, stop the sandboxes (their requests end), stop uvicorn."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -131,7 +182,8 @@ async def serve(options: EmulatorOptions) -> None:
             # The client's X-Forwarded-* headers are data for the app, never the address that connected
             # (uvicorn trusts them from 127.0.0.1 by default).
             proxy_headers=False,
-            http="h11",  # the same wire behaviour whether or not httptools is installed
+            # h11 always: the same wire behaviour whether or not httptools is installed.
+            http=_protocol_class(options.head_timeout),
             timeout_graceful_shutdown=1,
         )
         server = _server_class()(config)

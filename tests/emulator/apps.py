@@ -65,14 +65,25 @@ async def sse(scope: Scope, send: Any) -> None:
 
 
 async def download(scope: Scope, send: Any) -> None:
-    size = int(_query(scope)["size"])
+    """``size`` bytes; with ``hang=1`` the function then blocks (until its timeout kills it)."""
+    q = _query(scope)
+    size = int(q["size"])
     await _start(send, "application/octet-stream")
     sent = 0
     while sent < size:
         piece = _BLOCK[: min(len(_BLOCK), size - sent)]
         await _body(send, piece)
         sent += len(piece)
+    if q.get("hang") == "1":
+        time.sleep(60)  # noqa: ASYNC251 (only killing the sandbox ends it)
     await _body(send, b"", more=False)
+
+
+async def status(scope: Scope, send: Any) -> None:
+    """Answers with status ``code`` and body ``body`` (ASGI lets an app ask for any int status)."""
+    q = _query(scope)
+    await _start(send, "text/plain", status=int(q["code"]))
+    await _body(send, q.get("body", "").encode(), more=False)
 
 
 async def crash(scope: Scope, send: Any) -> None:
@@ -155,6 +166,21 @@ async def body_of(scope: Scope, send: Any) -> None:
     await _body(send, b"x" * int(q["size"]), more=False)
 
 
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """The request as the app got it: method, the headers named in ``show``, and the body."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    shown = {name: headers.get(name) for name in _query(scope).get("show", "").split(",") if name}
+    await _start(send, "application/json")
+    payload = {"method": scope["method"], "headers": shown, "body": body.decode("utf-8", "replace")}
+    await _body(send, json.dumps(payload).encode(), more=False)
+
+
 ROUTES = {
     "/sse": sse,
     "/download": download,
@@ -166,6 +192,7 @@ ROUTES = {
     "/hello": hello,
     "/big-header": big_header,
     "/body": body_of,
+    "/status": status,
 }
 
 
@@ -178,6 +205,9 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/echo":
+        await echo(scope, receive, send)
+        return
     route = ROUTES.get(scope["path"])
     if route is None:
         await _start(send, "text/plain", status=404)

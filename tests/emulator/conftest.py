@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ def _factory(tmp: Path) -> Iterator[Factory]:
     started: list[Emulator] = []
 
     def start(app: str, *args: str, env: dict[str, str] | None = None) -> Emulator:
-        signals = tmp / f"signals{len(started)}"
+        signals = tmp / f"signals-{uuid.uuid4().hex[:8]}"
         signals.mkdir()
         emu = Emulator(app, *args, signals=signals, env=env)
         started.append(emu)

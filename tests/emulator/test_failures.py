@@ -160,4 +160,6 @@ def test_request_body_over_6_mb_gets_413(emu_off: Emulator) -> None:
     mark = emu_off.mark()
     r = httpx.post(f"{emu_off.url}/hello", content=b"x" * (6 * 1024 * 1024 + 1), timeout=GUARD_S)
     assert r.status_code == 413
-    emu_off.wait_for(r"POST /hello: request body over Lambda's 6 MB invoke payload limit", start=mark)
+    emu_off.wait_for(
+        r"POST /hello: Request over Lambda's 6291456 byte \(6 MB\) invoke payload limit", start=mark
+    )

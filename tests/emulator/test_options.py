@@ -58,3 +58,5 @@ def test_bad_options_are_refused() -> None:
     assert main(["serve", APP, "--concurrency", "0"]) == 2
     assert main(["serve", APP, "--timeout", "0"]) == 2
     assert main(["serve", APP, "--buffer-threshold", "0"]) == 2
+    assert main(["serve", APP, "--head-timeout", "0"]) == 2
+    assert main(["serve", APP, "--write-timeout", "inf"]) == 2
