@@ -87,10 +87,6 @@ _MAX_STACK_LINE = 300
 MAX_ERROR_REPORT_BYTES = 8 * 1024  # the JSON object, before base64
 
 
-def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(bytes(k).decode("latin-1").lower(), _value_text(bytes(v))) for k, v in headers]
-
-
 def _value_text(value: bytes) -> str:
     """A header value as the JSON string Lambda turns back into bytes.
 
@@ -102,13 +98,6 @@ def _value_text(value: bytes) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return value.decode("latin-1")
-
-
-def _group(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for name, value in pairs:
-        grouped.setdefault(name, []).append(value)
-    return grouped
 
 
 def _connection_tokens(pairs: list[tuple[str, str]]) -> set[str]:
@@ -146,11 +135,23 @@ def build_prelude(
     ``exclude_headers``: lower-case names never sent (Mangum's option; build it once with
     :func:`header_names`). Raises :class:`PreludeTooLargeError` when it would not fit in Lambda's 16 KiB.
     """
-    pairs = _decode_headers(headers)
-    dropped = HOP_BY_HOP | _connection_tokens(pairs)
-    if exclude_headers:
-        dropped |= exclude_headers
-    grouped = _group([(k, v) for k, v in pairs if k not in dropped])
+    grouped: dict[str, list[str]] = {}
+    connection = False
+    for key, value in headers:
+        name = _name_text(key)
+        if name in HOP_BY_HOP or name in exclude_headers:
+            connection = connection or name == "connection"
+            if name != "connection":
+                continue
+        text = _value_text(value if type(value) is bytes else bytes(value))
+        values = grouped.get(name)
+        if values is None:
+            grouped[name] = [text]
+        else:
+            values.append(text)
+    if connection:  # fields named in `Connection` are hop-by-hop too (RFC 9110 7.6.1)
+        for token in _connection_tokens([("connection", v) for v in grouped.pop("connection", [])]):
+            grouped.pop(token, None)
     cookies = grouped.pop("set-cookie", [])
     prelude: dict[str, Any] = {"statusCode": status}
     if integration == "rest":
@@ -159,13 +160,27 @@ def build_prelude(
         if multi:
             prelude["multiValueHeaders"] = multi
     else:
-        prelude["headers"] = {k: ", ".join(v) for k, v in grouped.items()}
+        prelude["headers"] = {k: v[0] if len(v) == 1 else ", ".join(v) for k, v in grouped.items()}
     if cookies:
         prelude["cookies"] = cookies
-    encoded = json.dumps(prelude, separators=(",", ":")).encode("ascii")
+    encoded = _compact_json(prelude).encode("ascii")
     if len(encoded) + len(DELIMITER) > MAX_PRELUDE_BYTES:
         raise PreludeTooLargeError(_too_large_message(len(encoded), grouped, cookies))
     return encoded + DELIMITER
+
+
+# One encoder for every prelude: ``json.dumps`` with options builds a new JSONEncoder on each call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_names: dict[bytes, str] = {}  # response header names already decoded, lower-case (apps send the same few)
+
+
+def _name_text(key: bytes) -> str:
+    name = _names.get(key)
+    if name is None:
+        name = bytes(key).decode("latin-1").lower()
+        if len(_names) < 256:
+            _names[key] = name
+    return name
 
 
 def _too_large_message(size: int, grouped: dict[str, list[str]], cookies: list[str]) -> str:
@@ -477,27 +492,14 @@ def _edge_response(status: int, grouped: dict[str, list[str]], text: str, is_bas
     return out
 
 
-# Response header names already seen, decoded and lower-cased (apps send the same few names every time).
-_response_names: dict[bytes, str] = {}
-_RESPONSE_NAMES_MAX = 256
-
-
 def _buffered_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, list[str]]:
     """Decoded names (lower-case) -> values, in order, without the two fields Lambda sets itself.
 
-    The same as ``_group(_decode_headers(headers))`` minus those, in one pass and without re-decoding
-    a name seen before.
+    In one pass, without re-decoding a name seen before.
     """
     grouped: dict[str, list[str]] = {}
-    names = _response_names
     for key, value in headers:
-        if type(key) is not bytes:  # ASGI allows any bytes-like; the cycle always passes bytes
-            key = bytes(key)
-        name = names.get(key)
-        if name is None:
-            name = key.decode("latin-1").lower()
-            if len(names) < _RESPONSE_NAMES_MAX:
-                names[key] = name
+        name = _name_text(key if type(key) is bytes else bytes(key))  # ASGI allows any bytes-like
         if name == "transfer-encoding" or name == "connection":
             continue
         text = _value_text(value if type(value) is bytes else bytes(value))

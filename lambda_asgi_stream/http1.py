@@ -35,6 +35,7 @@ _STATUS_LINE = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: (?:[ \t]|[^\x00\s
 _CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _CONTENT_LENGTH = re.compile(rb"[0-9]+")
 _CONTENT_LENGTH_MAX_DIGITS = 20
+_FRAMING_FIELDS = (b"content-length", b"transfer-encoding", b"connection")
 # The end of a head: h11 (and RFC 9112 2.2's robustness rule) accept a bare LF as a line terminator.
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _OBS_FOLD = re.compile(rb"[ \t]+")
@@ -264,14 +265,19 @@ class ReplyParser:
 
     def _start(self, status: int, headers: list[tuple[bytes, bytes]], http10: bool) -> None:
         self._status, self._headers = status, headers
+        found = dict(headers)
+        if len(found) == len(headers):  # no name repeated (the Runtime API's replies): three look-ups
+            framing = [(n, found[n]) for n in _FRAMING_FIELDS if n in found]
+        else:
+            framing = [(n, v) for n, v in headers if n in _FRAMING_FIELDS]
         lengths: set[bytes] = set()
         encodings: list[bytes] = []
-        for name, value in headers:
+        for name, value in framing:
             if name == b"content-length":
                 lengths.update(part.strip() for part in value.split(b","))
             elif name == b"transfer-encoding":
                 encodings.append(value.lower())
-            elif name == b"connection" and b"close" in (t.strip().lower() for t in value.split(b",")):
+            elif b"close" in (t.strip().lower() for t in value.split(b",")):  # Connection
                 self._keep_alive = False
         if http10:
             self._keep_alive = False

@@ -305,7 +305,9 @@ class RuntimeClient:
         #: a response or an error went out for the current invocation (Lambda takes one answer per request id)
         self.answered = False
         self._fields: dict[tuple[tuple[str, str], ...], bytes] = {}  # header lines per kind of call
-        self._heads: dict[APIRequest, bytes] = {}  # whole heads of calls made more than once (next)
+        # whole heads of body-less calls made again and again (next), by what makes them (no hashing of
+        # the request value itself)
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], bytes] = {}
 
     def head(self, request: APIRequest, body_length: int | None) -> bytes:
         fields = self._fields.get(request.headers)
@@ -326,11 +328,12 @@ class RuntimeClient:
         conn = self.connection
         await conn.ensure(check_peer=request.method != "GET")
         body = request.body or b""
-        head = self._heads.get(request) if not body else None
+        key = (request.method, request.path, request.headers)
+        head = self._heads.get(key) if not body else None
         if head is None:
             head = self.head(request, len(body))
             if not body and len(self._heads) < 8:
-                self._heads[request] = head
+                self._heads[key] = head
         await conn.send((head, body) if body else (head,))
 
     async def reply(self, request: APIRequest) -> Reply:

@@ -111,6 +111,10 @@ def buffered_response(request_id: str, payload: Any) -> APIRequest:
     return APIRequest("POST", _invocation_path(request_id, "response"), headers, encode_buffered(payload))
 
 
+# One encoder for every buffered response: ``json.dumps`` with options builds a new one on each call.
+_utf8_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encode_buffered(payload: Any) -> bytes:
     """A buffered response document as Lambda receives it, checked against its 6 MB limit.
 
@@ -120,7 +124,7 @@ def encode_buffered(payload: Any) -> bytes:
     """
     # ensure_ascii=False: "\uXXXX" escapes would triple non-ASCII text and push valid responses over
     # the limit (AWS's own Python runtime sends UTF-8 JSON too).
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = _utf8_json(payload).encode("utf-8")
     if len(body) > MAX_BUFFERED_RESPONSE_BYTES:
         raise ResponseTooLargeError(
             f"the buffered response is {len(body)} bytes as JSON; Lambda accepts at most "
@@ -208,7 +212,7 @@ class Invocation(Record):
     def from_next(cls, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Invocation:
         """Build from the raw ``next`` reply. A reply without a request id is a Runtime API fault."""
         found = {bytes(k).lower(): v for k, v in headers}
-        request_id = _text(found, REQUEST_ID)
+        request_id = _text(found, _REQUEST_ID_KEY)
         if not request_id:
             raise RuntimeAPIError(f"next reply carries no {REQUEST_ID} header")
         deadline = found.get(_DEADLINE_MS_KEY, b"")
@@ -216,11 +220,11 @@ class Invocation(Record):
             request_id=request_id,
             deadline_ms=int(deadline) if deadline.isdigit() else 0,
             event=body,
-            invoked_function_arn=_text(found, FUNCTION_ARN),
-            trace_id=_text(found, TRACE_ID),
-            client_context=_text(found, CLIENT_CONTEXT),
-            cognito_identity=_text(found, COGNITO_IDENTITY),
-            tenant_id=_text(found, TENANT_ID),
+            invoked_function_arn=_text(found, _FUNCTION_ARN_KEY),
+            trace_id=_text(found, _TRACE_ID_KEY),
+            client_context=_text(found, _CLIENT_CONTEXT_KEY),
+            cognito_identity=_text(found, _COGNITO_IDENTITY_KEY),
+            tenant_id=_text(found, _TENANT_ID_KEY),
         )
 
     def remaining_ms(self, now_ms: float | None = None) -> int:
@@ -231,11 +235,18 @@ class Invocation(Record):
         return max(0, int(self.deadline_ms - now))
 
 
+# The reply's header names as the parser gives them (lower-case bytes), encoded once.
+_REQUEST_ID_KEY = REQUEST_ID.encode()
 _DEADLINE_MS_KEY = DEADLINE_MS.encode()
+_FUNCTION_ARN_KEY = FUNCTION_ARN.encode()
+_TRACE_ID_KEY = TRACE_ID.encode()
+_CLIENT_CONTEXT_KEY = CLIENT_CONTEXT.encode()
+_COGNITO_IDENTITY_KEY = COGNITO_IDENTITY.encode()
+_TENANT_ID_KEY = TENANT_ID.encode()
 
 
-def _text(found: Mapping[bytes, bytes], name: str) -> str:
-    value = found.get(name.encode())
+def _text(found: Mapping[bytes, bytes], name: bytes) -> str:
+    value = found.get(name)
     return "" if value is None else bytes(value).decode("latin-1")
 
 
