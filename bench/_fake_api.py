@@ -3,7 +3,7 @@
     python bench/_fake_api.py      # prints {"port": N} on stdout, then takes commands on stdin
 
 It plays what Lambda's Runtime API does for one sandbox (docs: runtimes-api, runtimes-extensions-api;
-the repo's docs/wire-protocol.md), over HTTP/1.1 with keep-alive:
+the repo's docs/wire-format.md), over HTTP/1.1 with keep-alive:
 
 * ``GET /2018-06-01/runtime/invocation/next``: the session's event, with the headers Lambda sends
   (``Lambda-Runtime-Aws-Request-Id``, ``-Deadline-Ms`` 30 s ahead, ``-Invoked-Function-Arn``,

@@ -24,7 +24,7 @@
 Each error that is reported to Lambda carries ``error_type``: the value sent in
 ``Lambda-Runtime-Function-Error-Type``. Lambda Managed Instances accept only values matching
 ``(Runtime|Function)\\.[A-Z][a-zA-Z]+`` and record anything else as ``Runtime.Unknown``
-(docs/wire-protocol.md, "Reporting errors"), so every type here is letters only. The list of types and
+(docs/wire-format.md, "Reporting errors"), so every type here is letters only. The list of types and
 what each means: docs/failure-policy.md, "Error types".
 """
 

@@ -31,7 +31,7 @@ INTEGRATIONS: tuple[Integration, ...] = (
     "lambda-at-edge",
     "vpc-lattice",
 )
-# Those Lambda can stream a response through (docs/wire-protocol.md: HTTP APIs, ALB, CloudFront's
+# Those Lambda can stream a response through (docs/wire-format.md: HTTP APIs, ALB, CloudFront's
 # Lambda@Edge and VPC Lattice invoke buffered only).
 STREAMING_INTEGRATIONS: tuple[Integration, ...] = ("function-url", "rest")
 

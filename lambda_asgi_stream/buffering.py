@@ -2,7 +2,7 @@
 
 Used by the local emulator and the test transport, so that a laptop shows what production users see.
 
-Hold-back of small writes (docs/wire-protocol.md, "Lambda's hold-back of small writes"): Lambda does not
+Hold-back of small writes (docs/wire-format.md, "Lambda's hold-back of small writes"): Lambda does not
 forward each write of a streamed response at once. Writes smaller than a threshold sit in the service
 until more data arrives or the response ends. The threshold is not documented: users measured about 100 KB
 (betterdev.blog 2023-09, "make each chunk at least 100 KB"; aws-lambda-nodejs-runtime-interface-client
@@ -11,7 +11,7 @@ one consistent with those reports: bytes are released to the client only once ``
 pending, or when the response ends. It is a model, not a measurement of today's service; the default
 (100 KiB) is the pessimistic end of the reports, so that what streams here streams there.
 
-Bandwidth (docs/wire-protocol.md, "Limits"): the first 6 MB of a streamed response are uncapped, then
+Bandwidth (docs/wire-format.md, "Limits"): the first 6 MB of a streamed response are uncapped, then
 Lambda sends at most 2 MB/s (AWS docs, "Bandwidth limits for response streaming"; the Runtime Interface
 Emulator's token bucket uses 6 MiB burst and 2 MiB/s, which is what :class:`Bandwidth` implements).
 """

@@ -1,15 +1,15 @@
 """ASGI response values -> the bytes Lambda expects, and back again for readers. No I/O.
 
-Streaming (docs/wire-protocol.md, "Prelude"): the body of the ``/response`` POST is ``JSON(prelude)``,
+Streaming (docs/wire-format.md, "Prelude"): the body of the ``/response`` POST is ``JSON(prelude)``,
 then exactly 8 NUL bytes, then the raw payload. JSON never holds a raw NUL (control characters are
 escaped), so the first run of 8 NULs is the delimiter. The prelude must fit in the first 16 KiB of the
-stream (API Gateway docs; docs/wire-protocol.md).
+stream (API Gateway docs; docs/wire-format.md).
 
 Prelude shapes, one per integration:
 
 * Function URL (and ``InvokeWithResponseStream``): ``statusCode``, ``headers`` (one string per name,
   repeats comma-joined) and ``cookies`` (each ``Set-Cookie`` value). Function URLs do not document
-  ``multiValueHeaders`` nor array-valued ``headers`` (docs/wire-protocol.md), so we never send
+  ``multiValueHeaders`` nor array-valued ``headers`` (docs/wire-format.md), so we never send
   either there: that is the safe path.
 * API Gateway REST ``STREAM``: the same, plus ``multiValueHeaders`` for names that repeat (the docs
   format block lists ``headers``, ``multiValueHeaders`` and ``cookies``; Go's
@@ -23,7 +23,7 @@ for VPC Lattice, ``status``/``headers`` lists/``bodyEncoding`` for Lambda@Edge),
 are not text.
 
 Errors: :func:`error_trailers` builds the ``Lambda-Runtime-Function-Error-Type`` / ``-Body`` pair sent as
-HTTP trailers after the last chunk (docs/wire-protocol.md, "Trailers"): base64 of a JSON error object,
+HTTP trailers after the last chunk (docs/wire-format.md, "Trailers"): base64 of a JSON error object,
 because raw CR/LF in a trailer would break the framing.
 """
 
@@ -258,7 +258,7 @@ def decode_stream(data: bytes) -> tuple[Prelude, bytes]:
 
 
 def function_error_type(exc: BaseException) -> str:
-    """The ``Function.<Name>`` value for an exception, letters only (docs/wire-protocol.md).
+    """The ``Function.<Name>`` value for an exception, letters only (docs/wire-format.md).
 
     >>> function_error_type(ValueError("x"))
     'Function.ValueError'
@@ -310,7 +310,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def error_trailers(exc: BaseException) -> Headers:
-    """The two trailers that mark a streamed invocation as failed (docs/wire-protocol.md, "Trailers")."""
+    """The two trailers that mark a streamed invocation as failed (docs/wire-format.md, "Trailers")."""
     body = json.dumps(error_payload(exc), separators=(",", ":")).encode("utf-8")
     return [
         (ERROR_TYPE_TRAILER.encode(), function_error_type(exc).encode("ascii")),

@@ -1,4 +1,4 @@
-"""ASGI lifespan, once per execution environment (not once per invocation, as Mangum does: lessons 3.13).
+"""ASGI lifespan, once per execution environment (not once per invocation, as Mangum does).
 
 Startup runs in Lambda's init phase, before the first ``next``; shutdown runs when the environment is shut
 down (SIGTERM). The state the app fills in during startup (``scope["state"]``, ASGI lifespan spec 2.0+)

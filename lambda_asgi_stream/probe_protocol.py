@@ -1,7 +1,7 @@
 """The probe protocol: measure Lambda's hold-back of small writes on a real deployment. No I/O.
 
 Lambda does not forward each write of a streamed response at once; it holds small writes until enough
-bytes are pending (docs/wire-protocol.md, "Lambda's hold-back of small writes"). How many is not
+bytes are pending (docs/wire-format.md, "Lambda's hold-back of small writes"). How many is not
 documented (reports range from 16 KB to 100 KB, some also see a release after 1.5-2 s), and the padding
 flusher pays for every byte it assumes. ``lambda-asgi-stream probe URL`` measures it:
 

@@ -717,7 +717,7 @@ class LambdaRuntime:
         return request.streamable
 
     def _set_trace_id(self, invocation: Invocation) -> None:
-        # Lambda's runtimes publish the trace id in the environment (docs/wire-protocol.md); with several
+        # Lambda's runtimes publish the trace id in the environment (docs/wire-format.md); with several
         # concurrent invocations one variable cannot be right, so then it lives only in the context.
         if self.config.max_concurrency != 1:
             return

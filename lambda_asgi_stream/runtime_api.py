@@ -2,7 +2,7 @@
 
 Every call the runtime loop makes is built here as an :class:`APIRequest`, so it can be checked without a
 server (the Rust runtime's ``requests.rs`` habit); the header names live here and nowhere else (the Go
-runtime's ``runtime_api_client.go``). Paths and headers: docs/wire-protocol.md, "The Runtime API calls".
+runtime's ``runtime_api_client.go``). Paths and headers: docs/wire-format.md, "The Runtime API calls".
 """
 
 from __future__ import annotations

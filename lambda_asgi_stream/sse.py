@@ -4,7 +4,7 @@
   events", 9.2.6), splitting multi-line data into several ``data:`` lines as the format requires.
 * Heartbeats: API Gateway closes a streamed response after an idle time (30 s for edge-optimized REST
   endpoints, 5 min for regional and private ones: API Gateway developer guide, "Stream the integration
-  response for your proxy integrations"; docs/wire-protocol.md, "Limits"), and CloudFront in front of a
+  response for your proxy integrations"; docs/wire-format.md, "Limits"), and CloudFront in front of a
   Function URL has a 30 s origin read timeout by default. When an SSE response has been silent for
   ``heartbeat_s``, the runtime writes a comment line (``: heartbeat``), which every SSE client ignores.
   Combined with the padding flusher it reaches the client at once.

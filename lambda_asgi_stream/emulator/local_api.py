@@ -1,6 +1,6 @@
 """A Lambda Runtime API server on loopback (anyio + h11), for ``invoke`` and the local emulator.
 
-It speaks the same protocol Lambda's RAPID does (docs/wire-protocol.md): ``next`` long-polls for an
+It speaks the same protocol Lambda's RAPID does (docs/wire-format.md): ``next`` long-polls for an
 invocation, ``.../response`` takes a buffered JSON body or a chunked streaming body with error trailers,
 ``.../error`` and ``/runtime/init/error`` take error reports. It is built on h11 rather than an ASGI
 server because ASGI cannot see request trailers, and the trailers are how a streamed invocation fails.
@@ -345,7 +345,7 @@ class LocalRuntimeAPI:
                 event = await next_event(conn, stream)
             except (anyio.EndOfStream, anyio.BrokenResourceError, h11.ProtocolError, OSError):
                 # Lambda records a stream that ends without its terminator as Runtime.TruncatedResponse
-                # (docs/wire-protocol.md); the invoker must hear of it, not wait for ever.
+                # (docs/wire-format.md); the invoker must hear of it, not wait for ever.
                 message = "the runtime's connection closed before the end of the response"
                 await _deliver(
                     pending, StreamEnd([], ("Runtime.TruncatedResponse", {"errorMessage": message}))

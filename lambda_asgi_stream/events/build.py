@@ -96,7 +96,7 @@ def _v2(
     if integration == "function-url":
         domain, raw_path, stage_name = f"{URL_ID}.lambda-url.{REGION}.on.aws", path, "$default"
     else:
-        # HTTP APIs decode the path and cut it at a decoded "?" (docs/wire-protocol.md, hono#2156).
+        # HTTP APIs decode the path and cut it at a decoded "?" (docs/wire-format.md, hono#2156).
         domain = f"{API_ID}.execute-api.{REGION}.amazonaws.com"
         raw_path = unquote(path).split("?", 1)[0]
         stage_name = stage or "$default"  # a named stage is already the first segment of the client's path

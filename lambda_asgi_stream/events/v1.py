@@ -1,7 +1,7 @@
 """Payload format 1.0: API Gateway REST APIs (buffered or ``responseTransferMode: STREAM``) and HTTP APIs
 configured for 1.0.
 
-``path`` arrives percent-encoded (docs/wire-protocol.md, "Event formats") and, on an ``execute-api`` host,
+``path`` arrives percent-encoded (docs/wire-format.md, "Event formats") and, on an ``execute-api`` host,
 without the stage that the client's URL carried (``requestContext.path`` has it). Query values arrive
 decoded, so the query string is rebuilt from ``multiValueQueryStringParameters`` (all values; the
 single-value map keeps only the last) and re-encoded; the original spelling (``%20`` vs ``+``) cannot be

@@ -2,7 +2,7 @@
 
 The two share one schema (urls-invocation.md) but differ on the path: a Function URL passes ``rawPath`` as
 the client sent it, percent-encoded, while an HTTP API passes it already decoded (from live captures;
-docs/wire-protocol.md, "Event formats"). So the parser must know which one it reads, and it tells them apart
+docs/wire-format.md, "Event formats"). So the parser must know which one it reads, and it tells them apart
 by the domain: Function URLs always answer on ``<url-id>.lambda-url.<region>.on.aws`` (also behind
 CloudFront, whose origin is that host). An event with no domain at all (a hand-written test event) is read
 as a Function URL, the only 2.0 source that can stream.
@@ -88,7 +88,7 @@ def _is_function_url(domain: str) -> bool:
 
 def _stage_root(path: str, stage: str, domain: str) -> str:
     # An HTTP API named stage reached through execute-api keeps the stage as the first path segment
-    # (docs/wire-protocol.md); it is the app's mount point, like a REST stage. ``$default`` has no segment.
+    # (docs/wire-format.md); it is the app's mount point, like a REST stage. ``$default`` has no segment.
     if stage == "$default" or ".execute-api." not in domain:
         return ""
     return c.root_path(path, "/" + stage)

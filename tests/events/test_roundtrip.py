@@ -64,7 +64,7 @@ def test_stage_on_execute_api_becomes_root_path(integration: Integration) -> Non
 
 
 def test_http_api_cannot_keep_an_encoded_slash() -> None:
-    # HTTP APIs decode rawPath before we see it (protocol.md 4.6): %2F and / are the same there.
+    # HTTP APIs decode rawPath before we see it (docs/wire-format.md): %2F and / are the same there.
     event = build_event("http-api", method="GET", path="/a%2Fb")
     assert event["rawPath"] == "/a/b"
     assert parse_event(event).scope["raw_path"] == b"/a/b"
