@@ -193,3 +193,33 @@ def test_nothing_cites_notes_outside_the_repository() -> None:
             citing.add(path.relative_to(ROOT).as_posix())
     new = citing - NOT_YET_UPDATED - {"tests/test_readme.py"}
     assert new == set(), f"cite docs/*.md or a public AWS/ASGI/RFC source instead, in: {sorted(new)}"
+
+
+def test_the_invoke_client_block_runs_against_serve(readme_files: Path, tmp_path: Path) -> None:
+    # call_function.py as written, with boto3 pointed at a real `serve` instead of the port it names.
+    from tests.emulator.harness import Emulator
+
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    emulator = Emulator("examples.hello.app:app", "--buffering", "off", signals=signals)
+    try:
+        source = (readme_files / "call_function.py").read_text()
+        assert 'endpoint_url="http://127.0.0.1:9000"' in source
+        script = readme_files / "call_function.py"
+        script.write_text(source.replace("http://127.0.0.1:9000", emulator.url))
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=readme_files,
+            env=_env(readme_files),
+        )
+    finally:
+        emulator.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("200 ")
+    assert 'data: {"n": 3}' in result.stdout and "data: liftoff" in result.stdout
+    assert "failed:" not in result.stdout
+    assert lines[-1] == "200"
