@@ -8,8 +8,9 @@ heartbeats; :class:`BufferedResponder` collects a Mangum-compatible response dic
 small interface (:class:`Responder`), so the cycle never asks what it drives.
 
 This module is the hot path of every invocation, so it imports no anyio and creates no task or task group
-per response: the deadline is a timer on the event loop (or, when the app's process has anyio loaded, an
-anyio cancel scope, so shielded scopes and ``current_effective_deadline()`` keep working in the app), and
+per response: the deadline is a timer on the event loop (or, once the app has put anyio's asyncio backend
+to use, an anyio cancel scope, so shielded scopes and ``current_effective_deadline()`` keep working in the
+app), and
 the padding flusher is a timer that is re-armed, not a task that wakes.
 
 Failure policy (what the client and Lambda see):
@@ -676,14 +677,17 @@ def _info(message: str) -> None:
 
 
 def _anyio_cancel_scope() -> Callable[..., Any] | None:
-    """anyio's ``CancelScope`` class for the running backend, when the process has anyio loaded.
+    """anyio's ``CancelScope`` class for the running backend, once the app has put anyio's asyncio backend
+    to use; None until then (the deadline is then a plain timer).
 
-    ``anyio.CancelScope(...)`` looks the backend up through sniffio on every call; the backend's own class
-    does the same work without it (about 6 µs a call). Falls back to ``anyio.CancelScope`` when the
-    backend's class cannot be found.
+    An app that never reached anyio's backend holds no anyio scope a timer could cut through, and loading
+    the backend just for our deadline would cost the first invocation some 10 ms (Starlette imports anyio
+    but many requests never touch it). ``anyio.CancelScope(...)`` looks the backend up through sniffio on
+    every call; the backend's own class does the same work without it (about 6 µs a call). Falls back to
+    ``anyio.CancelScope`` when the backend's class cannot be found.
     """
     anyio = sys.modules.get("anyio")
-    if anyio is None:
+    if anyio is None or _ANYIO_ASYNCIO not in sys.modules:
         return None
     global _scope_class
     if _scope_class is None:
@@ -695,6 +699,7 @@ def _anyio_cancel_scope() -> Callable[..., Any] | None:
 
 
 _scope_class: Callable[..., Any] | None = None
+_ANYIO_ASYNCIO = "anyio._backends._asyncio"
 
 
 def _anyio_cancelled() -> bool:

@@ -73,6 +73,7 @@ _RECV_SIZE = 64 * 1024
 _NEXT_ATTEMPTS = 6  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of backoff, then give up
 _BACKOFF_START = 0.1
 _EXTENSION_NAME = "lambda-asgi-stream-sigterm"
+_PEEK_AFTER_S = 0.5
 
 
 class _Stopped(BaseException):
@@ -104,15 +105,21 @@ class _Connection:
         self._poller: Any = None  # select.poll() on the socket, for blocking waits
         self.waiting = False  # blocked in read_reply_blocking (a signal handler then raises out of it)
         self.reused = False  # the exchange in progress runs on a connection kept from an earlier one
+        self._used_at = 0.0  # when the last reply was read
 
     async def ensure(self, *, check_peer: bool = True) -> None:
         """Have an open, idle connection: reuse the current one unless the server dropped it.
 
         ``check_peer=False`` skips the look for a close the server already sent (one system call): for
         requests that may simply be sent again when the reused connection turns out to be gone
-        (:class:`_StaleConnection`).
+        (:class:`_StaleConnection`). The look is skipped too for a connection that carried a reply less
+        than :data:`_PEEK_AFTER_S` ago: a server drops an idle connection after an idle time, not at once.
         """
-        if self.sock is not None and self.reusable and not (check_peer and self._peer_closed()):
+        if (
+            self.sock is not None
+            and self.reusable
+            and not (check_peer and time.monotonic() - self._used_at > _PEEK_AFTER_S and self._peer_closed())
+        ):
             self.reusable = False  # an exchange starts
             self.reused = True
             return
@@ -272,6 +279,7 @@ class _Connection:
         return self.sock
 
     def _done(self, reply: Reply) -> Reply:
+        self._used_at = time.monotonic()
         if reply.keep_alive:
             self.reusable = True
         else:

@@ -14,6 +14,8 @@ import contextvars
 import json
 import logging
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -314,3 +316,24 @@ def test_the_one_pass_stop_falls_back_on_loops_without_a_ready_queue(monkeypatch
     assert handler(event("/echo"))["statusCode"] == 200
     assert handler(event("/leave-ready"))["statusCode"] == 200
     handler.close()
+
+
+def test_the_deadline_does_not_load_anyios_backend_for_an_app_that_never_used_it() -> None:
+    # Loading anyio's asyncio backend costs the first invocation ~10 ms; an app that imports anyio but has
+    # not used it holds no anyio scope, so a plain timer enforces the deadline until it does.
+    code = (
+        "import sys, anyio\n"
+        "from lambda_asgi_stream import Adapter\n"
+        "from lambda_asgi_stream.events.build import build_event\n"
+        "async def app(scope, receive, send):\n"
+        "    start = {'type': 'http.response.start', 'status': 200}\n"
+        "    await send({**start, 'headers': [(b'content-type', b'text/plain')]})\n"
+        "    await send({'type': 'http.response.body', 'body': b'ok'})\n"
+        "class Context:\n"
+        "    def get_remaining_time_in_millis(self): return 30_000\n"
+        "handler = Adapter(app, lifespan='off')\n"
+        "assert handler(build_event('function-url', method='GET', path='/'), Context())['body'] == 'ok'\n"
+        "print('anyio._backends._asyncio' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
