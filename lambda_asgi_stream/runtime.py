@@ -491,6 +491,9 @@ class LambdaRuntime:
         self._warned_buffered_only = False
         self._context_env = LambdaContext.environment()
         self._workers: list[asyncio.Task[None]] = []
+        # We are cancelling the workers ourselves (SIGTERM, serve() cancelled): their CancelledError is a
+        # shutdown, not the app's (Python 3.10 has no Task.cancelling() to tell the two apart).
+        self._stopping = False
         self._clients: list[RuntimeClient] = []
         self.invocations = 0
 
@@ -520,8 +523,11 @@ class LambdaRuntime:
             if self.config.snap_start:
                 await self._wait_for_restore()
             workers.extend(loop.create_task(self._worker()) for _ in range(self.config.max_concurrency))
-            await asyncio.gather(*workers, return_exceptions=True)
+            # asyncio.wait, not gather: when serve() itself is cancelled, the workers must learn that it is
+            # a shutdown (self._stopping) before their cancellation reaches them.
+            await asyncio.wait(workers)
         finally:
+            self._stopping = True
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             for task in (*workers, *helpers):
@@ -544,6 +550,7 @@ class LambdaRuntime:
 
     def _stop(self, signum: int) -> None:
         logger.info("received %s: shutting down", signal.Signals(signum).name)
+        self._stopping = True
         for task in self._workers:
             task.cancel()
 
@@ -612,10 +619,10 @@ class LambdaRuntime:
         except RuntimeAPIError:
             raise
         except asyncio.CancelledError as exc:
-            # We cancel our workers only with task.cancel() (SIGTERM, serve() cancelled), which shows in
-            # Task.cancelling() (3.11+); a CancelledError without it came out of the app and costs this
-            # invocation, not the worker. On 3.10 it cannot be told apart and goes on up.
-            if cancel_requested() is not False:
+            # We cancel our workers only when stopping (SIGTERM, serve() cancelled), and then say so first;
+            # a CancelledError otherwise came out of the app (3.11+ also shows ours in Task.cancelling())
+            # and costs this invocation, not the worker.
+            if self._stopping or cancel_requested():
                 raise
             logger.error("invocation %s: stray %s from the app", invocation.request_id, type(exc).__name__)
             failure: Exception = RuntimeError("the app raised CancelledError without being cancelled")
