@@ -135,22 +135,11 @@ def build_prelude(
     ``exclude_headers``: lower-case names never sent (Mangum's option; build it once with
     :func:`header_names`). Raises :class:`PreludeTooLargeError` when it would not fit in Lambda's 16 KiB.
     """
-    grouped: dict[str, list[str]] = {}
-    connection = False
-    for key, value in headers:
-        name = _name_text(key)
-        if name in HOP_BY_HOP or name in exclude_headers:
-            connection = connection or name == "connection"
-            if name != "connection":
-                continue
-        text = _value_text(value if type(value) is bytes else bytes(value))
-        values = grouped.get(name)
-        if values is None:
-            grouped[name] = [text]
-        else:
-            values.append(text)
+    dropped = (_PRELUDE_DROPPED | exclude_headers) - {"connection"} if exclude_headers else _PRELUDE_DROPPED
+    grouped = _grouped(headers, dropped)
+    connection = grouped.pop("connection", None)
     if connection:  # fields named in `Connection` are hop-by-hop too (RFC 9110 7.6.1)
-        for token in _connection_tokens([("connection", v) for v in grouped.pop("connection", [])]):
+        for token in _connection_tokens([("connection", value) for value in connection]):
             grouped.pop(token, None)
     cookies = grouped.pop("set-cookie", [])
     prelude: dict[str, Any] = {"statusCode": status}
@@ -497,10 +486,15 @@ def _buffered_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, list[
 
     In one pass, without re-decoding a name seen before.
     """
+    return _grouped(headers, _BUFFERED_DROPPED)
+
+
+def _grouped(headers: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) -> dict[str, list[str]]:
+    """Decoded names (lower-case) -> their values, in order, leaving out the ``dropped`` names."""
     grouped: dict[str, list[str]] = {}
     for key, value in headers:
         name = _name_text(key if type(key) is bytes else bytes(key))  # ASGI allows any bytes-like
-        if name == "transfer-encoding" or name == "connection":
+        if name in dropped:
             continue
         text = _value_text(value if type(value) is bytes else bytes(value))
         values = grouped.get(name)
@@ -509,6 +503,12 @@ def _buffered_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, list[
         else:
             values.append(text)
     return grouped
+
+
+# A streamed prelude drops the hop-by-hop fields (``connection`` is read first, for the fields it names);
+# a buffered response only the two Lambda sets itself.
+_PRELUDE_DROPPED = HOP_BY_HOP - {"connection"}
+_BUFFERED_DROPPED = frozenset({"transfer-encoding", "connection"})
 
 
 def _encode_body(body: bytes, grouped: dict[str, list[str]], text_types: tuple[str, ...]) -> tuple[str, bool]:
