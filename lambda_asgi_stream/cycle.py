@@ -826,6 +826,7 @@ class HTTPCycle:
         if self.state is _DONE:
             return self._after_complete(app_error, timed_out)
         error = self._failure(app_error, timed_out)
+        self.state = _DONE  # nothing more from the app after this: a late send() is a protocol error
         await self.responder.fail(error)
         end = "timeout" if isinstance(error, DeadlineExceeded) else "error"
         return CycleResult(end, error)
@@ -856,7 +857,9 @@ class HTTPCycle:
                     # scope only absorbs its own). A cancelled outer scope still raises at the next await.
                     return None, True
                 return _app_fault(exc), self._expired
-        return None, scope.cancelled_caught or self._expired
+        # cancel_called, not cancelled_caught: an app that swallowed the deadline's cancellation and returned
+        # ran into the deadline all the same, as on the timer path.
+        return None, scope.cancel_called or self._expired
 
     async def _call_with_timer(
         self, app: ASGIApp, loop: asyncio.AbstractEventLoop, deadline: float

@@ -36,6 +36,9 @@ _CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _CONTENT_LENGTH = re.compile(rb"[0-9]+")
 _CONTENT_LENGTH_MAX_DIGITS = 20
 _FRAMING_FIELDS = (b"content-length", b"transfer-encoding", b"connection")
+# ReplyParser._remaining in a chunked body: > 0 bytes of chunk data to come, 0 a chunk header, or these
+_TRAILERS = -1
+_CHUNK_FOOTER = -2
 # The end of a head: h11 (and RFC 9112 2.2's robustness rule) accept a bare LF as a line terminator.
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _OBS_FOLD = re.compile(rb"[ \t]+")
@@ -178,9 +181,11 @@ def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
         if line[-1:] == b"\r":
             line = line[:-1]
         name, sep, value = line.partition(b":")
+        if not sep:
+            return _fields(_head_lines(block[:-1]))
         lower = names.get(name)
         if lower is None:
-            if not sep or not _TOKEN_RE.fullmatch(name):
+            if not _TOKEN_RE.fullmatch(name):
                 return _fields(_head_lines(block[:-1]))
             lower = name.lower()
             if len(names) < 64:
@@ -304,24 +309,37 @@ class ReplyParser:
             self._framing, self._keep_alive = "eof", False
 
     def _read_fixed(self, buffer: bytes) -> Reply | None:
-        if len(buffer) < self._remaining:
-            self._buffer = buffer
+        if len(buffer) < self._remaining:  # a large body: keep the pieces, join them once at the end
+            self._body.append(buffer)
+            self._remaining -= len(buffer)
             return None
         body, extra = buffer[: self._remaining], buffer[self._remaining :]
+        if self._body:
+            self._body.append(body)
+            body = b"".join(self._body)
         # Nothing was asked for beyond this reply: bytes after it mean the peer and we disagree on framing.
         return self._reply(body, keep_alive=self._keep_alive and not extra)
 
     def _read_chunked(self, buffer: bytes) -> Reply | None:
         position = 0
         while True:
-            if self._remaining > 0:  # inside a chunk's data, which ends with CRLF
-                if len(buffer) - position < self._remaining + 2:
+            if self._remaining > 0:  # inside a chunk's data: take what has come (no re-copy later)
+                take = min(self._remaining, len(buffer) - position)
+                if not take:
                     break
-                data_end = position + self._remaining
-                if buffer[data_end : data_end + 2] != b"\r\n":
+                self._body.append(buffer[position : position + take])
+                position += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._remaining = _CHUNK_FOOTER
+            elif self._remaining == _CHUNK_FOOTER:  # the CRLF after a chunk's data
+                if len(buffer) - position < 2:
+                    if buffer[position:] not in (b"", b"\r"):
+                        raise _fail("malformed chunk footer")
+                    break
+                if buffer[position : position + 2] != b"\r\n":
                     raise _fail("malformed chunk footer")
-                self._body.append(buffer[position:data_end])
-                position, self._remaining = data_end + 2, 0
+                position, self._remaining = position + 2, 0
             elif self._remaining == 0:  # a chunk header line
                 end = buffer.find(b"\r\n", position)
                 if end < 0:
@@ -332,8 +350,8 @@ class ReplyParser:
                 if match is None:
                     raise _fail(f"illegal chunk header {buffer[position:end][:100]!r}")
                 position = end + 2
-                self._remaining = int(match.group(1), 16) or -1  # -1: the last chunk came
-            else:  # the trailer section: field lines, then an empty line
+                self._remaining = int(match.group(1), 16) or _TRAILERS  # 0: the last chunk came
+            else:  # _TRAILERS: the trailer section, field lines, then an empty line
                 for blank in (b"\r\n", b"\n"):
                     if buffer.startswith(blank, position):
                         trailers: list[tuple[bytes, bytes]] = []

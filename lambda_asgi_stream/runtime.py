@@ -102,8 +102,10 @@ class _Connection:
         self.sock: socket.socket | None = None
         self.reusable = False  # an exchange completed cleanly and the server keeps the connection
         self._pending: deque[bytes | memoryview] = deque()
+        self._drainers: list[asyncio.Future[None]] = []  # writers waiting for the socket to take bytes
         self._poller: Any = None  # select.poll() on the socket, for blocking waits
         self.waiting = False  # blocked in read_reply_blocking (a signal handler then raises out of it)
+        self.stop_requested = 0  # a stop signal's number, for a wait about to block
         self.reused = False  # the exchange in progress runs on a connection kept from an earlier one
         self._used_at = 0.0  # when the last reply was read
 
@@ -159,6 +161,10 @@ class _Connection:
         self.reusable = False
         self._poller = None
         if self.sock is not None:
+            if self._drainers:  # wake them: their next write finds the connection closed and says so
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().remove_writer(self.sock.fileno())
+                self._wake_drainers()
             self.sock.close()
             self.sock = None
 
@@ -175,6 +181,13 @@ class _Connection:
         self._pending.extend(pieces)
         if not self.send_now():
             await self._drain()
+
+    def take_back(self, piece: bytes) -> bool:
+        """Remove ``piece`` from the end of the queue if none of it has been written yet."""
+        if self._pending and self._pending[-1] is piece:
+            self._pending.pop()
+            return True
+        return False
 
     def send_now(self) -> bool:
         """Write what is queued without waiting; True when all of it went."""
@@ -199,19 +212,31 @@ class _Connection:
         return True
 
     async def _drain(self) -> None:
+        """Wait until the socket takes what is queued.
+
+        Two writers may wait at once (a padding write cancelled while it waited, and the failure report
+        that follows it): there is one writer registration for the socket, and each waiter has its own
+        future, so that one leaving never takes the other's wake-up away.
+        """
         loop = asyncio.get_running_loop()
         while True:
-            assert self.sock is not None
+            sock = self._socket()
             writable = loop.create_future()
-            fd = self.sock.fileno()
-            loop.add_writer(fd, _resolve, writable)
+            if not self._drainers:
+                loop.add_writer(sock.fileno(), self._wake_drainers)
+            self._drainers.append(writable)
             try:
                 await writable
             finally:
-                if self.sock is not None:
-                    loop.remove_writer(fd)
+                self._drainers.remove(writable)
+                if not self._drainers and self.sock is sock:
+                    loop.remove_writer(sock.fileno())
             if self.send_now():
                 return
+
+    def _wake_drainers(self) -> None:
+        for waiter in self._drainers:
+            _resolve(waiter)
 
     async def read_reply(self, *, head_request: bool = False) -> Reply:
         """The reply to the request just sent, waiting on the event loop."""
@@ -245,6 +270,8 @@ class _Connection:
         received = 0
         self.waiting = True
         try:
+            if self.stop_requested:  # a stop signal came just before the wait: its handler could not raise
+                raise _Stopped(self.stop_requested)
             while True:
                 self._poller.poll()
                 try:
@@ -452,11 +479,27 @@ class StreamingPost:
         await self.connection.send(http1.chunk(data))
 
     async def end(self, data: bytes, trailers: Headers) -> None:
+        if self.closed:
+            # The body's last chunk is queued already (the app had finished; only the socket was slow): a
+            # second one would start a new request on the wire. Let the first one out; Lambda sees the
+            # whole response.
+            await self.connection.send(())
+            return
         if self._head is not None:
             await self._open()
-        pieces = (*http1.chunk(data), http1.last_chunk(trailers)) if data else (http1.last_chunk(trailers),)
+        connection = self.connection
+        last = http1.last_chunk(trailers)
+        connection.queue((*http1.chunk(data), last) if data else (last,))
+        if connection.send_now():  # the common case: all of it in one system call
+            self.closed = True
+            return
+        # Backpressure. The last chunk waits until the data is out: if we are cancelled meanwhile (the
+        # deadline), the failure's own last chunk, with its error trailers, is the only one on the wire.
+        if connection.take_back(last):
+            await connection.send(())
+            connection.queue((last,))
         self.closed = True
-        await self.connection.send(pieces)
+        await connection.send(())
 
     async def finish(self) -> Reply:
         return await self.client.reply(self.request)
@@ -542,6 +585,8 @@ class LambdaRuntime:
         """
 
         def on_signal(signum: int, frame: object) -> None:
+            for client in self._clients:
+                client.connection.stop_requested = signum  # seen by a wait that is about to block
             if any(client.connection.waiting for client in self._clients):
                 raise _Stopped(signum)
             loop.call_soon_threadsafe(self._stop, signum)

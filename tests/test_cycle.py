@@ -500,3 +500,36 @@ async def test_the_anyio_scope_class_falls_back_to_anyio_cancelscope(monkeypatch
     monkeypatch.setattr(cycle_module, "_scope_class", None)
     scope_class = cycle_module._anyio_cancel_scope()
     assert scope_class is not None and isinstance(scope_class(), anyio.CancelScope)
+
+
+async def test_an_app_that_swallows_the_deadline_and_returns_timed_out_on_both_paths(
+    deadline_strategy: str,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return  # swallowed: returns without a response
+
+    recorder, result = await run_streaming(app, deadline=anyio.current_time() + 0.05)
+    assert result.end == "timeout"
+    assert recorder.decoded()[0] == 504
+
+
+async def test_a_send_after_the_cycle_failed_is_refused() -> None:
+    late: list[BaseException] = []
+    sends: list[Send] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        sends.append(send)
+        await send(start())
+        raise ValueError("failed mid-stream")
+
+    recorder, result = await run_streaming(app)
+    assert result.end == "error"
+    try:
+        await sends[0](body(b"after the end"))  # a task the app left behind
+    except Exception as exc:
+        late.append(exc)
+    assert late and "nothing more" in str(late[0])
+    assert b"after the end" not in b"".join(recorder.writes)

@@ -131,6 +131,8 @@ REPLIES: dict[str, bytes] = {
     "lower-case version": b"http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     "no colon": b"HTTP/1.1 200 OK\r\nBroken header\r\nContent-Length: 0\r\n\r\n",
     "space before colon": b"HTTP/1.1 200 OK\r\nX : 1\r\nContent-Length: 0\r\n\r\n",
+    # a known name (cached by the replies before it) without its colon
+    "no colon after a known name": b"HTTP/1.1 200 OK\r\nDate: x\r\nDate\r\nContent-Length: 0\r\n\r\n",
     "NUL in a value": b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n",
     "VT in a value": b"HTTP/1.1 200 OK\r\nX: a\x0bb\r\nContent-Length: 0\r\n\r\n",
     "CR in a value": b"HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 0\r\n\r\n",
@@ -148,6 +150,11 @@ REPLIES: dict[str, bytes] = {
     "bad trailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon here\r\n\r\n",
     "cut in the body": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
     "cut in a chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+    "chunk footer not CRLF": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\rX0\r\n\r\n",
+    "large chunks": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n"
+    + b"y" * 500
+    + b"\r\n0\r\n\r\n",
+    "large body": b"HTTP/1.1 200 OK\r\nContent-Length: 700\r\n\r\n" + b"z" * 700,
     "nothing at all": b"",
 }
 

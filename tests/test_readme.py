@@ -223,3 +223,65 @@ def test_the_invoke_client_block_runs_against_serve(readme_files: Path, tmp_path
     assert 'data: {"n": 3}' in result.stdout and "data: liftoff" in result.stdout
     assert "failed:" not in result.stdout
     assert lines[-1] == "200"
+
+
+def test_the_telemetry_block_registers_hooks_that_run(readme_files: Path) -> None:
+    # telemetry.py as written (Sentry and OpenTelemetry, not configured: their flushes are no-ops), then an
+    # invocation through the Adapter: both hooks run after it, and nothing fails.
+    check = (
+        "import logging, runpy\n"
+        "logging.basicConfig(level='INFO')\n"
+        "runpy.run_path('telemetry.py')\n"
+        "from lambda_asgi_stream import Adapter, hooks\n"
+        "from lambda_asgi_stream.events.build import build_event\n"
+        "assert [h.__name__ for h in hooks._hooks] == ['flush_sentry', 'flush_traces']\n"
+        "async def app(scope, receive, send):\n"
+        "    await send({'type': 'http.response.start', 'status': 204, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b''})\n"
+        "event = build_event('function-url', method='GET', path='/')\n"
+        "print(Adapter(app, lifespan='off')(event)['statusCode'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=readme_files,
+        env=_env(readme_files),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "204"
+    assert "hook" not in result.stderr  # no hook failed
+
+
+def test_the_end_record_block_runs_against_serve(readme_files: Path, tmp_path: Path) -> None:
+    from tests.emulator.harness import Emulator
+
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    emulator = Emulator(
+        "examples.hello.app:app",
+        "--buffering",
+        "off",
+        signals=signals,
+        env={"LAMBDA_ASGI_STREAM_END_RECORD": "sse"},
+    )
+    try:
+        check = (
+            "import sys\n"
+            "from read_events import read_events\n"
+            "sys.stdout.write(read_events(sys.argv[1]).decode())\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", check, f"{emulator.url}/countdown?from=2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=readme_files,
+            env=_env(readme_files),
+        )
+    finally:
+        emulator.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("event: done\ndata: liftoff\n\n")  # whole, and the record stripped
+    assert "lambda-end" not in result.stdout
