@@ -30,7 +30,6 @@ The search, sans-IO (the caller runs each plan and reports the gap it measured):
 
 from __future__ import annotations
 
-import hmac
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +95,8 @@ def parse_plan(text: str) -> tuple[Step, ...]:
 
 def token_matches(expected: str, given: bytes) -> bool:
     """Whether a request's token is the configured one, in constant time (no timing oracle)."""
+    import hmac  # constant-time compare; loaded only when a probe token is configured
+
     return bool(expected) and hmac.compare_digest(expected.encode(), given)
 
 

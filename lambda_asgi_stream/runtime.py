@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from . import hooks, http1, probe_endpoint, runtime_api
+from . import hooks, http1, runtime_api
 from ._errors import (
     EventError,
     LambdaAsgiStreamError,
@@ -48,7 +48,7 @@ from ._errors import (
     StartupError,
 )
 from ._types import ASGIApp, Headers
-from .config import Config
+from .config import ENV_PROBE_TOKEN, Config
 from .cycle import (
     BufferedResponder,
     CycleResult,
@@ -522,8 +522,12 @@ class LambdaRuntime:
         if not config.runtime_api:
             raise RuntimeAPIError("AWS_LAMBDA_RUNTIME_API is not set: run this inside Lambda, or use serve")
         # Hook: probe requests of `lambda-asgi-stream probe` (probe_endpoint.py) when the probe token is set;
-        # without it this is `app` itself.
-        self.app = probe_endpoint.wrap(app)
+        # without it the app is served as it is, and the probe's code is not even imported (cold path).
+        if os.environ.get(ENV_PROBE_TOKEN):
+            from . import probe_endpoint
+
+            app = probe_endpoint.wrap(app)
+        self.app = app
         self.config = config
         self.handle_signals = handle_signals
         # One worker waits for Lambda's replies by blocking (cheaper, and what AWS's own clients do); pass
