@@ -274,8 +274,6 @@ class PaddedStreamingResponder(StreamingResponder):
                 content_encoding = value.decode("latin-1")
             elif lower == _PADDING_HEADER:
                 override = value.decode("latin-1")
-        if override:  # consumed: never sent
-            headers = [(k, v) for k, v in headers if k.lower() != _PADDING_HEADER]
         self.flusher = self.policy.for_content(content_type, content_encoding, override)
         self.is_sse = is_event_stream(content_type)
         if self.is_sse and self.sse.heartbeat_s > 0:

@@ -41,6 +41,7 @@ from ._errors import ConfigError, LambdaAsgiStreamError, PreludeTooLargeError, R
 from ._http import is_token
 from ._types import Headers, Integration
 from .events.request import HandledRequest, Request
+from .padding import PADDING_HEADER
 
 DELIMITER = b"\x00" * 8
 MAX_PRELUDE_BYTES = 16 * 1024
@@ -507,8 +508,9 @@ def _grouped(headers: Iterable[tuple[bytes, bytes]], dropped: frozenset[str]) ->
 
 # A streamed prelude drops the hop-by-hop fields (``connection`` is read first, for the fields it names);
 # a buffered response only the two Lambda sets itself.
-_PRELUDE_DROPPED = HOP_BY_HOP - {"connection"}
-_BUFFERED_DROPPED = frozenset({"transfer-encoding", "connection"})
+# Both drop x-lambda-padding, the app's word to the padding flusher: never sent, whatever the mode.
+_PRELUDE_DROPPED = (HOP_BY_HOP - {"connection"}) | {PADDING_HEADER}
+_BUFFERED_DROPPED = frozenset({"transfer-encoding", "connection", PADDING_HEADER})
 
 
 def _encode_body(body: bytes, grouped: dict[str, list[str]], text_types: tuple[str, ...]) -> tuple[str, bool]:

@@ -450,3 +450,13 @@ def test_error_reports_survive_a_hostile_exception() -> None:
     assert payload["errorType"] == "_Hostile"
     assert "str() failed" in payload["errorMessage"]
     assert error_trailers(exc)[0] == (b"Lambda-Runtime-Function-Error-Type", b"Function.Hostile")
+
+
+@pytest.mark.parametrize("integration", INTEGRATIONS)
+def test_the_padding_header_never_reaches_the_client(integration: Any) -> None:
+    # x-lambda-padding is the app's word to the flusher: consumed in every mode, padded or not.
+    headers = [(b"content-type", b"text/plain"), (b"X-Lambda-Padding", b"none")]
+    buffered = buffered_response(200, headers, b"x", integration, multi_value_headers=False)
+    assert "x-lambda-padding" not in json.dumps(buffered).lower()
+    if integration in ("function-url", "rest"):
+        assert b"x-lambda-padding" not in build_prelude(200, headers, integration).lower()
