@@ -72,7 +72,11 @@ async def run_hooks(deadline: float | None) -> None:
         try:
             result = hook()
             if inspect.isawaitable(result):
-                budget = None if deadline is None else max(0.0, deadline - time.monotonic())
+                budget = None if deadline is None else deadline - time.monotonic()
+                if budget is not None and budget <= 0:  # no time left: never started, never awaited
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise asyncio.TimeoutError
                 await asyncio.wait_for(_awaited(result), budget)
         except asyncio.TimeoutError:
             logger.warning("after-invocation hook %s stopped: the invocation's time ran out", name)
