@@ -74,6 +74,7 @@ from .sse import HEARTBEAT, SSEOptions, is_event_stream, terminal_error_event
 logger = logging.getLogger("lambda_asgi_stream")
 
 _PADDING_HEADER = PADDING_HEADER.encode()
+_NO_SSE_OPTIONS = SSEOptions()
 
 #: The Lambda context of the invocation the current task serves (set by the shell for the app's cycle).
 current_context: ContextVar[LambdaContext] = ContextVar("lambda_asgi_stream_context")
@@ -249,20 +250,16 @@ class PaddedStreamingResponder(StreamingResponder):
     ) -> None:
         super().__init__(writer, integration, end_records, head=head, exclude_headers=exclude_headers)
         self.policy = policy
-        self.sse = sse or SSEOptions()
+        self.sse = sse or _NO_SSE_OPTIONS
         self.flusher: Flusher | None = None
         self.is_sse = False
         self.watched = False
+        self._tracked = False  # the last bytes written matter (padding, heartbeats, an SSE error event)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._busy = False  # a write is in progress: the timer starts no padding write meanwhile
         self._timer: asyncio.TimerHandle | None = None
         self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
-        self._stalled = False  # padding is due but cannot be afforded until the next write
         self._closed = False
-        self._beat = math.inf
-        self._last_write = 0.0
         self._tail = b""
-        self._warned = False
 
     async def start(self, status: int, headers: Headers) -> None:
         content_type = content_encoding = override = ""
@@ -276,10 +273,14 @@ class PaddedStreamingResponder(StreamingResponder):
                 override = value.decode("latin-1")
         self.flusher = self.policy.for_content(content_type, content_encoding, override)
         self.is_sse = is_event_stream(content_type)
-        if self.is_sse and self.sse.heartbeat_s > 0:
-            self._beat = self.sse.heartbeat_s
+        self._beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
         automatic = self.flusher is not None and self.flusher.automatic
         self.watched = automatic or self._beat < math.inf
+        self._tracked = self.watched or self.is_sse or self.flusher is not None
+        if self._tracked:  # the flusher's state, made only for a response it can act on
+            self._busy = False  # a write is in progress: the timer starts no padding write meanwhile
+            self._stalled = False  # padding is due but cannot be afforded until the next write
+            self._warned = False
         await super().start(status, headers)
         if self.watched:
             self._loop = loop = asyncio.get_running_loop()
@@ -292,7 +293,8 @@ class PaddedStreamingResponder(StreamingResponder):
     async def body(self, data: bytes, more: bool) -> None:
         if not self.watched:
             await super().body(data, more)
-            self._account(data)
+            if self._tracked:
+                self._account(data)
             return
         if self._job is not None:
             await self._wait_for_job()  # never interleave with a padding write
