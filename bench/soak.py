@@ -464,6 +464,14 @@ def _quarter_means(samples: list[tuple[int, float, int, int]], index: int) -> tu
     return statistics.mean(s[index] for s in samples[:q]), statistics.mean(s[index] for s in samples[-q:])
 
 
+def _late(late: list[tuple[str, float]]) -> str:
+    if not late:
+        return "0"
+    cases = Counter(case for case, _ in late)
+    worst = max(ms for _, ms in late)
+    return f"{len(late)} (max {worst:.0f} ms late; " + ", ".join(f"{c} {n}" for c, n in cases.items()) + ")"
+
+
 def summarize(label: str, plan: list[Expect], report: dict[str, Any], result: dict[str, Any]) -> bool:
     answers = report["answers"]
     samples = report["samples"]
@@ -484,10 +492,7 @@ def summarize(label: str, plan: list[Expect], report: dict[str, Any], result: di
         ("misattributed (foreign nonce)", str(len(result["misattributed"]))),
         ("wrong answer (status/body/type)", str(len(result["wrong"]))),
         ("strict-HTTP violations", str(len(report["violations"]))),
-        (
-            "answers after the deadline",
-            f"{len(late)}" + (f" (max {max(x for _, x in late):.0f} ms late)" if late else ""),
-        ),
+        ("answers after the deadline", _late(late)),
         ("runtime exit after SIGTERM", str(report["exit_code"])),
         ("stalled", report["stalled"] or "no"),
         ("wall time", f"{report['elapsed']:.1f} s ({len(plan) / report['elapsed']:.0f} inv/s)"),
