@@ -756,6 +756,10 @@ def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Re
         event = json.loads(invocation.event)
     except ValueError as exc:
         raise MalformedEventError("<event>", f"not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        # Arrays or objects nested past the interpreter's recursion limit (json's scanner counts its depth):
+        # the event is unusable, not the runtime broken.
+        raise MalformedEventError("<event>", "JSON nested too deeply to read") from exc
     try:
         return parse_event(event, context, base_path=base_path)
     except EventError:
