@@ -38,6 +38,7 @@ import re
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 API = b"/2018-06-01/runtime"
@@ -100,7 +101,7 @@ def _field(line: bytes) -> tuple[bytes, bytes]:
     if not sep or not _TOKEN.fullmatch(name):
         raise Violation(f"bad field line {line[:80]!r}")
     value = value.strip(b" \t")
-    if any(c < 0x20 and c != 0x09 or c == 0x7F for c in value):
+    if any((c < 0x20 and c != 0x09) or c == 0x7F for c in value):
         raise Violation(f"control character in field {name!r}")
     return name.lower(), value
 
@@ -470,8 +471,7 @@ class Connection(asyncio.Protocol):
 async def main() -> None:
     plan_path, report_path = sys.argv[1], sys.argv[2]
     every = int(sys.argv[3]) if len(sys.argv) > 3 else 250
-    with open(plan_path, encoding="utf-8") as f:
-        plan = [json.loads(line) for line in f]
+    plan = [json.loads(line) for line in Path(plan_path).read_text("utf-8").splitlines()]  # noqa: ASYNC240
     loop = asyncio.get_running_loop()
     server = Server(plan, every)
     del plan
@@ -481,8 +481,7 @@ async def main() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         if line.strip() == b"report":
-            with open(report_path, "w", encoding="utf-8") as f:
-                json.dump(server.report(), f)
+            Path(report_path).write_text(json.dumps(server.report()), "utf-8")  # noqa: ASYNC240
             emit({"event": "reported"})
     listener.close()
 

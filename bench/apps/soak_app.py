@@ -8,10 +8,11 @@ computes the same bytes to check what the fake Runtime API received. The ``x-soa
 is the SHA-256 of the request body the app received.
 
 Kinds: ``ok`` (the body in ``chunks`` messages; ``ctype`` text/event-stream: ``chunks`` events, with
-pauses), ``raise_before`` / ``raise_after`` (:class:`SoakBoom`, before the response start or after every
-body message but the last, which is never sent), ``hostile_before`` / ``hostile_after`` (:class:`HostileError`, whose ``__str__`` raises),
-``deadline_before`` / ``deadline_after`` (sleep until cancelled, before the start or after the body
-messages), ``deadline_blocking`` (``time.sleep`` past the deadline without yielding, then send).
+pauses), ``raise_before`` / ``raise_after`` (:class:`SoakBoom`, before the response start, or after every
+body message, all sent with ``more_body``), ``hostile_before`` / ``hostile_after`` (the same with
+:class:`HostileError`, whose ``__str__`` raises), ``deadline_before`` / ``deadline_after`` (sleep
+until cancelled, before the start or after the body messages), ``deadline_blocking`` (``time.sleep``
+past the deadline without yielding, then send).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def serve(plan: dict[str, Any], request_body: bytes, send: Any) -> None:
     kind, nonce = plan["kind"], plan["nonce"]
     if kind == "deadline_blocking":
-        time.sleep(plan["pause_ms"] / 1000)  # never yields: stopped by its next send()
+        # On purpose: an app that never yields, stopped by its next send() after the deadline.
+        time.sleep(plan["pause_ms"] / 1000)  # noqa: ASYNC251
     if kind in ("raise_before", "hostile_before"):
         raise SoakBoom(f"boom {nonce}") if kind == "raise_before" else HostileError()
     if kind == "deadline_before":
