@@ -9,7 +9,8 @@
 A longer run than the test suite's property tests (``tests/events/test_properties.py``, ~500 damaged
 events): each round takes every event of ``tests/events/corpus/*.json`` (read as data), damages a copy
 (1 to 4 of: delete a key, set it to null, give it a value of another type, a huge string (64 KiB to
-1 MiB), an odd string (empty, ``%zz``, NUL, CR LF, lone surrogates, RTL marks, combining characters), a
+1 MiB), thousands of entries, a well-known key (``isBase64Encoded``, ``cookies``, ...) set to odd
+values, an odd string (empty, ``%zz``, NUL, CR LF, lone surrogates, RTL marks, combining characters), a
 random Unicode string, deep nesting (up to 400 levels), a new key, a list where an object was, or the
 whole event replaced) and checks:
 
@@ -167,7 +168,21 @@ def _places(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-ACTIONS = ["delete", "null", "retype", "huge", "odd", "unicode", "nest", "insert", "listify", "empty"]
+ACTIONS = [
+    "delete",
+    "null",
+    "retype",
+    "huge",
+    "odd",
+    "unicode",
+    "nest",
+    "insert",
+    "listify",
+    "empty",
+    "many",
+    "flag",
+]
+FLAGS = ("isBase64Encoded", "multiValueHeaders", "cookies", "queryStringParameters", "requestContext")
 
 
 def mutate(event: Any, rng: random.Random) -> tuple[Any, list[str]]:
@@ -206,6 +221,15 @@ def mutate(event: Any, rng: random.Random) -> tuple[Any, list[str]]:
             parent[rng.choice([*ODD, _random_text(rng)])] = _value(rng)
         elif action == "insert":
             parent.insert(key, _value(rng))
+        elif action == "many":  # thousands of entries where a few are expected
+            n = rng.choice([1000, 10_000])
+            if rng.random() < 0.5:
+                parent[key] = {f"k{i}": rng.choice(ODD) for i in range(n)}
+            else:
+                parent[key] = [rng.choice(ODD) for _ in range(n)]
+        elif action == "flag" and isinstance(event, dict):  # a well-known key, toggled or given odd content
+            name = rng.choice(FLAGS)
+            event[name] = rng.choice([True, False, "true", 1, [], {}, None, rng.choice(ODD)])
         elif action == "listify":
             parent[key] = [parent[key]] if not isinstance(parent[key], dict) else list(parent[key].items())
         else:
