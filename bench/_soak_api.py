@@ -1,6 +1,6 @@
 """A strict fake Lambda Runtime API for ``soak.py``: its own process, raw asyncio, loopback only.
 
-    python bench/_soak_api.py PLAN.jsonl REPORT.json
+    python bench/_soak_api.py PLAN.jsonl REPORT.json [EVERY [CLOSE_SHARE]]
 
 ``PLAN.jsonl`` holds one invocation a line: ``{"id": ..., "event": str, "deadline_ms": ms ahead}``. Each
 ``GET .../invocation/next`` gets the next one, in order, whatever connection asks (with
@@ -22,6 +22,10 @@ which are padding and heartbeats), the error type and message (from ``/error``'s
 from the stream's error trailers), when it completed against the invocation's deadline. ``soak.py``
 compares those with what each invocation asked for. The answer to the runtime is always 202.
 
+``CLOSE_SHARE`` (default 0): that share of replies (``next`` and answers alike) says ``Connection:
+close`` and the connection is closed after it, as the custom-runtime docs allow after a streamed
+response: the runtime must open a new connection and lose nothing.
+
 stdout: ``{"port": N}``, then ``{"event": "progress", "answered": N}`` every ``--every`` answers, then
 ``{"event": "done", ...}`` once every invocation of the plan has an answer. stdin: ``report`` writes
 REPORT.json (the digests and counters) and answers ``{"event": "reported"}``; end of stdin exits.
@@ -34,6 +38,7 @@ import base64
 import binascii
 import hashlib
 import json
+import random
 import re
 import sys
 import time
@@ -51,6 +56,7 @@ ERROR_BODY = b"lambda-runtime-function-error-body"
 ACCEPTED = (
     b'HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status":"OK"}\n'
 )
+ACCEPTED_CLOSE = ACCEPTED.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -117,7 +123,10 @@ class Invocation:
 
 
 class Server:
-    def __init__(self, plan: list[dict[str, Any]], every: int) -> None:
+    def __init__(self, plan: list[dict[str, Any]], every: int, close_share: float = 0.0) -> None:
+        self.close_share = close_share
+        self.rng = random.Random(1129)
+        self.closes = 0
         self.plan = deque(Invocation(spec) for spec in plan)
         self.total = len(self.plan)
         self.every = every
@@ -150,9 +159,11 @@ class Server:
             self.out[inv.id] = inv
             self.deadlines[inv.id] = deadline
             inv.handed_at = time.monotonic()
+            close = self._closing()
             head = (
                 "HTTP/1.1 200 OK\r\n"
-                "Content-Type: application/json\r\n"
+                + ("Connection: close\r\n" if close else "")
+                + "Content-Type: application/json\r\n"
                 f"Lambda-Runtime-Aws-Request-Id: {inv.id}\r\n"
                 f"Lambda-Runtime-Deadline-Ms: {deadline}\r\n"
                 f"Lambda-Runtime-Invoked-Function-Arn: {ARN}\r\n"
@@ -160,10 +171,22 @@ class Server:
                 f"Content-Length: {len(inv.event)}\r\n\r\n"
             )
             conn.write(head.encode() + inv.event)
+            if close:
+                conn.transport.close()
             inv.event = b""  # handed out: keep no copy
 
+    def _closing(self) -> bool:
+        """Whether this reply says ``Connection: close`` (and the connection is then closed)."""
+        close = self.close_share > 0 and self.rng.random() < self.close_share
+        self.closes += close
+        return close
+
     def on_answer(self, conn: Connection, request: Request, request_id: str, action: str) -> None:
-        conn.write(ACCEPTED)
+        if self._closing():
+            conn.write(ACCEPTED_CLOSE)
+            conn.transport.close()
+        else:
+            conn.write(ACCEPTED)
         now_ms = time.time() * 1000
         digest: dict[str, Any] = {"id": request_id, "action": action, "conn": conn.number, "problems": []}
         inv = self.out.get(request_id)
@@ -231,6 +254,7 @@ class Server:
             "connections": self.connections,
             "extension_registrations": self.extension_ids,
             "padding_bytes": self.padding_bytes,
+            "closes": self.closes,
         }
 
 
@@ -471,9 +495,10 @@ class Connection(asyncio.Protocol):
 async def main() -> None:
     plan_path, report_path = sys.argv[1], sys.argv[2]
     every = int(sys.argv[3]) if len(sys.argv) > 3 else 250
+    close_share = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     plan = [json.loads(line) for line in Path(plan_path).read_text("utf-8").splitlines()]  # noqa: ASYNC240
     loop = asyncio.get_running_loop()
-    server = Server(plan, every)
+    server = Server(plan, every, close_share)
     del plan
     listener = await loop.create_server(lambda: Connection(server), "127.0.0.1", 0)
     emit({"port": listener.sockets[0].getsockname()[1]})

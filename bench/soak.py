@@ -295,7 +295,7 @@ def fd_count(pid: int) -> int:
 
 
 def run_once(
-    plan: list[Expect], concurrency: int, workdir: Path, sample_every: int, timeout: float
+    plan: list[Expect], concurrency: int, workdir: Path, sample_every: int, timeout: float, close_share: float
 ) -> dict[str, Any]:
     plan_path, report_path = workdir / "plan.jsonl", workdir / f"report-{concurrency}.json"
     with open(plan_path, "w", encoding="utf-8") as f:
@@ -303,7 +303,14 @@ def run_once(
             deadline = SHORT_DEADLINE_MS if exp.short_deadline else NORMAL_DEADLINE_MS
             f.write(json.dumps({"id": exp.id, "event": exp.event, "deadline_ms": deadline}) + "\n")
     api = subprocess.Popen(
-        [PYTHON, str(HERE / "_soak_api.py"), str(plan_path), str(report_path), str(sample_every)],
+        [
+            PYTHON,
+            str(HERE / "_soak_api.py"),
+            str(plan_path),
+            str(report_path),
+            str(sample_every),
+            str(close_share),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         bufsize=0,  # unbuffered: select() on the pipe must see every line that readline() has not read
@@ -500,6 +507,7 @@ def summarize(label: str, plan: list[Expect], report: dict[str, Any], result: di
         ("runtime exit after SIGTERM", str(report["exit_code"])),
         ("stalled", report["stalled"] or "no"),
         ("wall time", f"{report['elapsed']:.1f} s ({len(plan) / report['elapsed']:.0f} inv/s)"),
+        ("replies that closed the connection", str(report["closes"])),
         (
             "connections / nexts / max concurrent nexts",
             f"{report['connections']} / {report['nexts']} / {report['max_waiting_nexts']}",
@@ -556,6 +564,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--sample-every", type=int, default=0, help="answers between RSS/fd samples")
     parser.add_argument("--timeout", type=float, default=60, help="longest wait for the next answer, s")
+    parser.add_argument(
+        "--close-share",
+        type=float,
+        default=0.0,
+        help="share of the fake's replies that close the connection (Connection: close); default 0",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, reports)")
     args = parser.parse_args()
     count = 1000 if args.quick else args.count
@@ -572,8 +586,10 @@ def main() -> int:
     try:
         for concurrency in concurrencies:
             label = f"AWS_LAMBDA_MAX_CONCURRENCY={concurrency}" if concurrency > 1 else "one worker"
+            if args.close_share:
+                label += f", {args.close_share:.0%} of replies close the connection"
             try:
-                report = run_once(plan, concurrency, workdir, every, args.timeout)
+                report = run_once(plan, concurrency, workdir, every, args.timeout, args.close_share)
             except RunError as exc:
                 print(f"\n== {label} ==\n  FAIL: {exc} (logs in {workdir})")
                 args.keep = True
