@@ -210,10 +210,10 @@ def _unusable(rng: random.Random, case: str, exp: Expect) -> str:
     return json.dumps(event)
 
 
-def make_plan(count: int, seed: int) -> list[Expect]:
+def make_plan(count: int, seed: int, skip: frozenset[str] = frozenset()) -> list[Expect]:
     rng = random.Random(seed)
-    weights = [w for w, _ in MIX]
-    names = [n for _, n in MIX]
+    weights = [w for w, n in MIX if n not in skip]
+    names = [n for _, n in MIX if n not in skip]
     plan = []
     for i in range(count):
         case = rng.choices(names, weights)[0]
@@ -570,6 +570,7 @@ def main() -> int:
         default=0.0,
         help="share of the fake's replies that close the connection (Connection: close); default 0",
     )
+    parser.add_argument("--skip", action="append", default=[], help="leave a case out of the mix; repeat")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, reports)")
     args = parser.parse_args()
     count = 1000 if args.quick else args.count
@@ -578,7 +579,10 @@ def main() -> int:
     print(f"soak: {count} invocations per run, seed {args.seed}, concurrency {concurrencies}")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"runtime environment: {RUNTIME_ENV}")
-    plan = make_plan(count, args.seed)
+    unknown = set(args.skip) - {name for _, name in MIX}
+    if unknown:
+        parser.error(f"--skip: no such case {', '.join(sorted(unknown))}")
+    plan = make_plan(count, args.seed, frozenset(args.skip))
     planned_bytes = sum(len(exp.body) for exp in plan)
     print(f"plan: {planned_bytes / MiB:.1f} MiB of response bodies")
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
