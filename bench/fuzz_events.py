@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import random
+import re
 import sys
 import time
 import traceback
@@ -323,6 +324,34 @@ class ScopeProblems:
         await send({"type": "http.response.body", "body": text})
 
 
+#: LogWatch's key of the per-invocation line (``cycle.log_invocation``, through ``logger.info("%s", ...)``).
+INVOCATION_LINE = "INFO '%s'"
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+class LogWatch(logging.Handler):
+    """Counts the runtime's log lines whose message holds a control character (a line break, ESC), by
+    level: such a line lets whoever chose the text start a forged line of its own. The per-invocation
+    INFO line escapes what a client chose, so one there is a failure; the rest is reported."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = 0
+        self.unsafe: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines += 1
+        try:
+            message = record.getMessage()
+        except Exception as exc:
+            message = f"<getMessage failed: {exc!r}>\n"
+        if CONTROL.search(message):
+            key = f"{record.levelname} {str(record.msg)[:40]!r}"
+            self.unsafe[key] += 1
+            self.examples.setdefault(key, message[:300])
+
+
 class Loop:
     """One runtime loop serving the fuzz app from a loopback Runtime API, in this process."""
 
@@ -398,6 +427,7 @@ class Totals:
     iterations: int = 0
     raw_sent: int = 0
     elapsed: float = 0.0
+    log: LogWatch = dataclasses.field(default_factory=lambda: LogWatch())
 
 
 def _as_json(event: Any, rng: random.Random) -> bytes:
@@ -443,6 +473,8 @@ async def fuzz(args: argparse.Namespace) -> Totals:
     rng = random.Random(args.seed)
     corpus = [(path.stem, json.loads(path.read_text("utf-8"))) for path in CORPUS]
     totals = Totals()
+    logger = logging.getLogger("lambda_asgi_stream")
+    logger.addHandler(totals.log)
     out = Path(args.out)
     stop = anyio.Event()
     started = time.monotonic()
@@ -470,10 +502,14 @@ async def fuzz(args: argparse.Namespace) -> Totals:
                 if totals.iterations % args.loop_every:
                     continue
                 loop = loops[base_path]
+                forged = totals.log.unsafe[INVOCATION_LINE]
                 answered, detail = await loop.invoke(_as_json(event, rng))
                 totals.loop[answered] += 1
                 if answered.startswith("FAIL") or not answered.startswith(_expected_loop(parsed)):
                     _record(totals, out, record, f"loop answered {answered}, parse gave {parsed}", detail)
+                if totals.log.unsafe[INVOCATION_LINE] != forged:
+                    line = totals.log.examples[INVOCATION_LINE]
+                    _record(totals, out, record, "a control character in the per-invocation log line", line)
                 if loop.runtime_died:
                     print("  the runtime loop ended: stopping", flush=True)
                     stop.set()
@@ -529,8 +565,10 @@ def main() -> int:
     parser.add_argument("--replay", help="run one reproducer file again")
     parser.add_argument("--log", action="store_true", help="show the runtime's log lines (default: quiet)")
     args = parser.parse_args()
+    logger = logging.getLogger("lambda_asgi_stream")
+    logger.setLevel(logging.INFO)  # the per-invocation line is built only when INFO is enabled
     if not args.log:
-        logging.getLogger("lambda_asgi_stream").setLevel(logging.CRITICAL + 1)
+        logger.propagate = False  # LogWatch still sees every line
     if args.replay:
         return anyio.run(replay, Path(args.replay))
     if args.quick:
@@ -552,6 +590,9 @@ def main() -> int:
     print("runtime loop outcomes:")
     for name, n in totals.loop.most_common():
         print(f"  {name:<48} {n}")
+    print(f"runtime log lines: {totals.log.lines}; with a control character, by level and format:")
+    for name, n in totals.log.unsafe.most_common():
+        print(f"  {name:<60} {n}   e.g. {totals.log.examples[name][:100]!r}")
     print(f"failures: {len(totals.failures)}")
     for line in totals.failures[:MAX_FAILURES_SHOWN]:
         print(f"  {line}")
