@@ -47,6 +47,7 @@ from ._errors import (
     RuntimeAPIStatusError,
     StartupError,
 )
+from ._http import loggable
 from ._types import ASGIApp, Headers
 from .config import Config
 from .cycle import (
@@ -633,7 +634,8 @@ class LambdaRuntime:
             try:
                 request = _parse(invocation, context, self.config.base_path)
             except EventError as exc:
-                logger.error("invocation %s: unusable event: %s", invocation.request_id, exc)
+                # The message may name the event's keys, chosen by whoever invoked: one line, escaped.
+                logger.error("invocation %s: unusable event: %s", invocation.request_id, loggable(str(exc)))
                 await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, exc))
                 return
             self._set_trace_id(invocation)
