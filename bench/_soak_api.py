@@ -46,9 +46,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-API = b"/2018-06-01/runtime"
-NEXT = API + b"/invocation/next"
-INVOCATION = API + b"/invocation/"
+from _fake_api import INVOCATION, NEXT, emit, extension_registered
+
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:soak"
 PRELUDE_TYPE = b"application/vnd.awslambda.http-integration-response"
 ERROR_TYPE = b"lambda-runtime-function-error-type"
@@ -64,11 +63,6 @@ _REQUEST_LINE = re.compile(rb"([A-Z]+) (/[!-~]*) HTTP/1\.1")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
 MAX_HEAD = 64 * 1024
-
-
-def emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
 
 
 class Violation(Exception):
@@ -215,12 +209,7 @@ class Server:
 
     def on_register(self, conn: Connection) -> None:
         self.extension_ids += 1
-        body = b'{"functionName":"soak","functionVersion":"$LATEST","handler":"soak_app.app"}'
-        conn.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Lambda-Extension-Identifier: %08d-soak\r\nContent-Length: %d\r\n\r\n%s"
-            % (self.extension_ids, len(body), body)
-        )
+        conn.write(extension_registered(self.extension_ids, "soak"))
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         method, target = request.method, request.target
