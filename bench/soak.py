@@ -526,6 +526,11 @@ def summarize(label: str, plan: list[Expect], report: dict[str, Any], result: di
     print(f"\n== {label} ==")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
+    step = max(1, len(samples) // 10)
+    print(
+        "  RSS MiB over the run (at N answers): "
+        + ", ".join(f"{s[2] / 1024:.1f}@{s[0]}" for s in samples[::step] + samples[-1:])
+    )
     print("  outcomes (endpoint:kind:status):")
     for name, n in sorted(result["outcomes"].items()):
         print(f"    {name:<28} {n}")
