@@ -48,6 +48,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -309,11 +310,11 @@ class ScopeProblems:
     def __init__(self) -> None:
         self.problems: list[str] = []
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         try:
-            check_scope({k: v for k, v in scope.items()}, b"")
+            check_scope(dict(scope), b"")
         except Exception as exc:
             self.problems.append(f"the app got an invalid scope: {exc!r}")
         while (await receive()).get("more_body"):
