@@ -52,6 +52,16 @@ ACCEPTED = (
 MAX_FAILURE_TEXTS = 10
 
 
+def extension_registered(number: int, function: str) -> bytes:
+    """The reply to ``POST /2020-01-01/extension/register``: 200 with the extension's identifier."""
+    body = json.dumps({"functionName": function, "functionVersion": "$LATEST", "handler": "x"}).encode()
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Lambda-Extension-Identifier: %08d-%s\r\nContent-Length: %d\r\n\r\n%s"
+        % (number, function.encode(), len(body), body)
+    )
+
+
 def emit(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -191,12 +201,7 @@ class Server:
 
     def on_register(self, conn: Connection) -> None:
         self.extension_ids += 1
-        body = json.dumps({"functionName": "bench", "functionVersion": "$LATEST", "handler": "x"}).encode()
-        conn.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Lambda-Extension-Identifier: %08d-bench\r\nContent-Length: %d\r\n\r\n%s"
-            % (self.extension_ids, len(body), body)
-        )
+        conn.write(extension_registered(self.extension_ids, "bench"))
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         method, target = request.method, request.target

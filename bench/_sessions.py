@@ -54,6 +54,7 @@ class FakeAPI:
             [PYTHON, str(HERE / "_fake_api.py")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: select() in read() must see every line readline() has not taken
             cwd=str(HERE),
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )

@@ -47,6 +47,7 @@ from ._errors import (
     RuntimeAPIStatusError,
     StartupError,
 )
+from ._http import loggable
 from ._types import ASGIApp, Headers
 from .config import ENV_PROBE_TOKEN, Config
 from .cycle import (
@@ -700,7 +701,8 @@ class LambdaRuntime:
             try:
                 request = _parse(invocation, context, self.config.base_path)
             except EventError as exc:
-                logger.error("invocation %s: unusable event: %s", invocation.request_id, exc)
+                # The message may name the event's keys, chosen by whoever invoked: one line, escaped.
+                logger.error("invocation %s: unusable event: %s", invocation.request_id, loggable(str(exc)))
                 await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, exc))
                 return
             self._set_trace_id(invocation)
@@ -823,6 +825,10 @@ def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Re
         event = json.loads(invocation.event)
     except ValueError as exc:
         raise MalformedEventError("<event>", f"not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        # Arrays or objects nested past the interpreter's recursion limit (json's scanner counts its depth):
+        # the event is unusable, not the runtime broken.
+        raise MalformedEventError("<event>", "JSON nested too deeply to read") from exc
     try:
         return parse_event(event, context, base_path=base_path)
     except EventError:

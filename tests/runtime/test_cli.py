@@ -140,6 +140,21 @@ def test_run_logs_one_line_per_invocation_that_a_request_cannot_forge() -> None:
     assert "\x1b" not in err
 
 
+def test_an_unusable_event_cannot_forge_a_log_line() -> None:
+    # The ERROR line of an unusable event names its top-level keys, which whoever invoked chose.
+    with FakeRuntimeAPI() as api:
+        bad = api.add({"Records": [], "x\nERROR forged line\x1b[31m": 1})
+        proc = spawn(["run", "tests.runtime.apps:app"], {"AWS_LAMBDA_RUNTIME_API": api.address})
+        code, _, err = finish(proc)
+        answer = api.error(bad)
+    assert answer.header("Lambda-Runtime-Function-Error-Type") == "Function.UnsupportedEvent"
+    lines = err.splitlines()
+    unusable = [line for line in lines if f"invocation {bad.request_id}: unusable event" in line]
+    assert len(unusable) == 1 and "x\\x0aERROR forged line\\x1b[31m" in unusable[0], err
+    assert not any(line.startswith("ERROR forged") for line in lines)
+    assert "\x1b" not in err
+
+
 def test_run_sends_its_line_through_logging_configured_by_the_app(tmp_path: Path) -> None:
     # An app that configures logging itself (JSON logs, say) gets our line through its handlers.
     (tmp_path / "logging_app.py").write_text(

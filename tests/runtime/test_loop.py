@@ -42,6 +42,9 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
             "EventBridge",
         ),
         (b"{not json", "Function.MalformedEvent", "not valid JSON"),
+        # deeper than the interpreter's recursion limit: json.loads raises RecursionError, not ValueError
+        (b"[" * 100_000, "Function.MalformedEvent", "nested too deeply"),
+        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "Function.MalformedEvent", "nested too deeply"),
         ([1, 2, 3], "Function.UnsupportedEvent", "JSON object"),
         ({"version": "2.0", "requestContext": {"http": "GET"}}, "Function.MalformedEvent", "requestContext"),
     ],
