@@ -3,11 +3,13 @@ Python block, run as written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,14 +103,7 @@ def test_the_app_and_the_adapter_blocks_run(readme_files: Path) -> None:
         "response = handler(json.loads(sys.argv[1]), None)\n"
         "print(json.dumps(response))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", check, json.dumps(event)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=readme_files,
-        env=_env(readme_files),
-    )
+    result = _run_in(readme_files, "-c", check, json.dumps(event))
     assert result.returncode == 0, result.stderr
     response = json.loads(result.stdout.strip().splitlines()[-1])
     assert response["statusCode"] == 200
@@ -116,14 +111,7 @@ def test_the_app_and_the_adapter_blocks_run(readme_files: Path) -> None:
 
 
 def test_the_test_block_passes_under_pytest(readme_files: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_main.py"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=readme_files,
-        env=_env(readme_files),
-    )
+    result = _run_in(readme_files, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_main.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
@@ -195,28 +183,40 @@ def test_nothing_cites_notes_outside_the_repository() -> None:
     assert new == set(), f"cite docs/*.md or a public AWS/ASGI/RFC source instead, in: {sorted(new)}"
 
 
-def test_the_invoke_client_block_runs_against_serve(readme_files: Path, tmp_path: Path) -> None:
-    # call_function.py as written, with boto3 pointed at a real `serve` instead of the port it names.
+@contextlib.contextmanager
+def _hello_served(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``serve examples.hello.app:app`` in a subprocess, for the blocks that call a real endpoint."""
     from tests.emulator.harness import Emulator
 
     signals = tmp_path / "signals"
     signals.mkdir()
-    emulator = Emulator("examples.hello.app:app", "--buffering", "off", signals=signals)
+    emulator = Emulator("examples.hello.app:app", "--buffering", "off", signals=signals, env=env)
     try:
-        source = (readme_files / "call_function.py").read_text()
-        assert 'endpoint_url="http://127.0.0.1:9000"' in source
-        script = readme_files / "call_function.py"
-        script.write_text(source.replace("http://127.0.0.1:9000", emulator.url))
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=readme_files,
-            env=_env(readme_files),
-        )
+        yield emulator.url
     finally:
         emulator.stop()
+
+
+def _run_in(readme_files: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A Python in the folder of the README's files, with the package importable."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=readme_files,
+        env=_env(readme_files),
+    )
+
+
+def test_the_invoke_client_block_runs_against_serve(readme_files: Path, tmp_path: Path) -> None:
+    # call_function.py as written, with boto3 pointed at a real `serve` instead of the port it names.
+    script = readme_files / "call_function.py"
+    source = script.read_text()
+    assert 'endpoint_url="http://127.0.0.1:9000"' in source
+    with _hello_served(tmp_path) as url:
+        script.write_text(source.replace("http://127.0.0.1:9000", url))
+        result = _run_in(readme_files, str(script))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("200 ")
@@ -241,47 +241,20 @@ def test_the_telemetry_block_registers_hooks_that_run(readme_files: Path) -> Non
         "event = build_event('function-url', method='GET', path='/')\n"
         "print(Adapter(app, lifespan='off')(event)['statusCode'])\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", check],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=readme_files,
-        env=_env(readme_files),
-    )
+    result = _run_in(readme_files, "-c", check)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "204"
     assert "hook" not in result.stderr  # no hook failed
 
 
 def test_the_end_record_block_runs_against_serve(readme_files: Path, tmp_path: Path) -> None:
-    from tests.emulator.harness import Emulator
-
-    signals = tmp_path / "signals"
-    signals.mkdir()
-    emulator = Emulator(
-        "examples.hello.app:app",
-        "--buffering",
-        "off",
-        signals=signals,
-        env={"LAMBDA_ASGI_STREAM_END_RECORD": "sse"},
+    check = (
+        "import sys\n"
+        "from read_events import read_events\n"
+        "sys.stdout.write(read_events(sys.argv[1]).decode())\n"
     )
-    try:
-        check = (
-            "import sys\n"
-            "from read_events import read_events\n"
-            "sys.stdout.write(read_events(sys.argv[1]).decode())\n"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", check, f"{emulator.url}/countdown?from=2"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=readme_files,
-            env=_env(readme_files),
-        )
-    finally:
-        emulator.stop()
+    with _hello_served(tmp_path, {"LAMBDA_ASGI_STREAM_END_RECORD": "sse"}) as url:
+        result = _run_in(readme_files, "-c", check, f"{url}/countdown?from=2")
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("event: done\ndata: liftoff\n\n")  # whole, and the record stripped
     assert "lambda-end" not in result.stdout
