@@ -15,6 +15,10 @@ _UNLOGGABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A query string as it came on the wire is already percent-encoded: keep visible ASCII (RFC 9112 3.2
 # request-target is VCHARs only) and encode anything else.
 _QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+# What quote() leaves as it is (RFC 3986 unreserved, and "/"), and what a query keeps: a target made only of
+# these is its own log form, without the cost of quote() on every invocation.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.\-~/]*")
+_PLAIN_QUERY = re.compile(r"[\x21-\x7e]*")
 
 
 def is_token(name: bytes) -> bool:
@@ -45,7 +49,7 @@ def loggable_target(path: str, query: str | bytes = "") -> str:
     """
     if isinstance(query, bytes):
         query = query.decode("latin-1")
-    target = quote(path)
+    target = path if _PLAIN_PATH.fullmatch(path) else quote(path)
     if query:
-        target += "?" + quote(query, safe=_QUERY_SAFE)
+        target += "?" + (query if _PLAIN_QUERY.fullmatch(query) else quote(query, safe=_QUERY_SAFE))
     return target

@@ -649,8 +649,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def write_line(self, text: str) -> None:
         with self.lock:  # type: ignore[union-attr]
             try:
-                self.stream.write(text + self.terminator)
-                self.flush()
+                stream = self.stream
+                stream.write(text + self.terminator)
+                stream.flush()
             except Exception:
                 self.handleError(logging.makeLogRecord({"msg": text}))
 

@@ -401,7 +401,7 @@ class RuntimeClient:
                     await asyncio.sleep(0)
                 reply = await self.reply(_NEXT)
                 self.answered = False
-                return Invocation.from_next(reply.headers, reply.body)
+                return Invocation.from_next(reply.headers, reply.body, lowered=True)
             except RuntimeAPIStatusError as exc:
                 if exc.status < 500 or attempt == _NEXT_ATTEMPTS:
                     raise

@@ -209,9 +209,14 @@ class Invocation(Record):
         self.tenant_id = tenant_id
 
     @classmethod
-    def from_next(cls, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> Invocation:
-        """Build from the raw ``next`` reply. A reply without a request id is a Runtime API fault."""
-        found = {bytes(k).lower(): v for k, v in headers}
+    def from_next(
+        cls, headers: Iterable[tuple[bytes, bytes]], body: bytes, *, lowered: bool = False
+    ) -> Invocation:
+        """Build from the raw ``next`` reply. A reply without a request id is a Runtime API fault.
+
+        ``lowered``: the header names are lower-case already (as ``http1`` gives them).
+        """
+        found = dict(headers) if lowered else {bytes(k).lower(): v for k, v in headers}
         request_id = _text(found, _REQUEST_ID_KEY)
         if not request_id:
             raise RuntimeAPIError(f"next reply carries no {REQUEST_ID} header")

@@ -50,3 +50,20 @@ def test_loggable_target_matches_uvicorn_access_log() -> None:
 
     scope = {"path": "/a b\n/\u00e9:@", "query_string": b"k=v%20w", "root_path": ""}
     assert loggable_target(scope["path"], scope["query_string"]) == get_path_with_query_string(scope)  # type: ignore[arg-type]
+
+
+def test_the_plain_target_fast_path_agrees_with_quote() -> None:
+    # loggable_target skips quote() for a path or query it would leave as it is; both ways must agree.
+    import random
+    import string
+    from urllib.parse import quote
+
+    from lambda_asgi_stream._http import _QUERY_SAFE
+
+    rng = random.Random(20261129)
+    alphabet = string.printable + "éü\u2028\x00\x7f%?#"
+    for _ in range(5000):
+        path = "/" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        expected = quote(path) + ("?" + quote(query, safe=_QUERY_SAFE) if query else "")
+        assert loggable_target(path, query) == expected, (path, query)
