@@ -531,9 +531,13 @@ class LambdaRuntime:
         self.app = app
         self.config = config
         self.handle_signals = handle_signals
-        # One worker waits for Lambda's replies by blocking (cheaper, and what AWS's own clients do); pass
-        # False when the Runtime API is served from this same event loop (the `invoke` command).
-        self.blocking_waits = config.max_concurrency == 1 if blocking_waits is None else blocking_waits
+        # One worker waits for Lambda's replies by blocking (cheaper, and what AWS's own clients do) when the
+        # runtime owns the process (its signals): a blocked wait cannot be cancelled from the event loop, so
+        # a program that embeds the loop and cancels serve() gets event-loop waits by default, as does one
+        # that serves the Runtime API from this same loop (the `invoke` command).
+        if blocking_waits is None:
+            blocking_waits = config.max_concurrency == 1 and handle_signals
+        self.blocking_waits = blocking_waits
         self.lifespan: Lifespan = make_lifespan(app, config.lifespan)
         self._fatal: BaseException | None = None
         self._warned_buffered_only = False

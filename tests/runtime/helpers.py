@@ -31,7 +31,9 @@ async def run_loop(
     app: ASGIApp, api: FakeRuntimeAPI, config: Config | None = None, **overrides: Any
 ) -> LambdaRuntime:
     """Serve every queued invocation; the fake's 410 on the last ``next`` ends the loop."""
-    runtime = LambdaRuntime(app, config or make_config(api, **overrides), handle_signals=False)
+    # Blocking waits, as `run` has them in Lambda: the fake API ends the loop with a 410, never a cancel.
+    cfg = config or make_config(api, **overrides)
+    runtime = LambdaRuntime(app, cfg, handle_signals=False, blocking_waits=cfg.max_concurrency == 1)
     with anyio.fail_after(TIMEOUT + 5), pytest.raises(RuntimeAPIStatusError) as stopped:
         await runtime.serve()
     assert stopped.value.status == DRAINED_STATUS, stopped.value

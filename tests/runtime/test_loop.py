@@ -394,3 +394,20 @@ async def test_binary_request_body_arrives_as_bytes(api: FakeRuntimeAPI) -> None
     assert json.loads(api._queue[0].event)["isBase64Encoded"] is True
     await run_loop(app, api)
     assert decode_streamed(api.response(invocation)).payload == hashlib.sha256(data).hexdigest().encode()
+
+
+@pytest.mark.anyio
+async def test_a_program_that_embeds_the_loop_can_cancel_serve_while_it_waits_for_next() -> None:
+    # Without the process's signals the loop does not block in its waits (they could not be cancelled):
+    # cancelling serve() parked on a held `next` ends it, with the lifespan shut down.
+    with FakeRuntimeAPI(when_empty="hold") as api:
+        invocation = api.add(http_event("/one"))
+        runtime = LambdaRuntime(hello, make_config(api), handle_signals=False)
+        assert runtime.blocking_waits is False
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as group:
+                group.start_soon(runtime.serve)
+                while len(api.nexts()) < 2:  # served, and parked on the next `next`
+                    await anyio.sleep(0.01)
+                group.cancel_scope.cancel()
+    assert decode_streamed(api.response(invocation)).payload == b"hello /one"
