@@ -109,12 +109,19 @@ def test_the_adapter_runs_hooks_before_it_returns(hooks: list[Any]) -> None:
 
 def test_registering_twice_runs_once_and_non_callables_are_refused(hooks: list[Any]) -> None:
     client = BatchingClient(None)
-    hooks.append(lambda_asgi_stream.after_invocation(client.flush))
-    lambda_asgi_stream.after_invocation(client.flush)
+    runs: list[int] = []
+
+    def counted() -> None:
+        runs.append(1)
+        client.flush()
+
+    hooks.append(lambda_asgi_stream.after_invocation(counted))
+    lambda_asgi_stream.after_invocation(counted)
     handler = Adapter(app_for(client), lifespan="off")
     client.capture("a")
     handler(build_event("function-url", method="GET", path="/x"))
     assert client.sent == ["a", "served /x"]
+    assert len(runs) == 1  # a second flush would find an empty buffer: count the runs themselves
     handler.close()
     with pytest.raises(TypeError):
         lambda_asgi_stream.after_invocation(json.dumps(1))  # type: ignore[arg-type]
