@@ -133,6 +133,76 @@ class Reply(Record):
         return None
 
 
+_names: dict[bytes, bytes] = {}  # header names already checked -> lower-case (the Runtime API sends a few)
+
+
+def _remember(name: bytes) -> bytes:
+    """The lower-case form of a checked header name, kept for the next replies."""
+    lower = name.lower()
+    if len(_names) < 64:
+        _names[name] = lower
+    return lower
+
+
+def quick_reply(data: bytes) -> Reply | None:
+    """``data`` as one whole reply of the usual shape, else None: then :class:`ReplyParser` reads it.
+
+    The Runtime API's replies (an event, a 202) come in one read, with CRLF line ends, a final status, a
+    ``Content-Length`` and no repeated field. Such a reply is checked with a few scans of the whole head
+    instead of line by line; anything else (a partial reply, bytes past it, chunked, 1xx/204/304,
+    HTTP/1.0, an odd but legal line) returns None and takes the general path, so the two always agree
+    (``tests/test_http1.py`` checks both against h11).
+    """
+    end = data.find(b"\r\n\r\n")
+    head = data[:end]
+    # Only CRLF pairs end lines, and no NUL, VT or FF anywhere: h11's field-value rule for every value.
+    lines = head.split(b"\r\n")
+    breaks = len(lines) - 1
+    if (
+        end < 0
+        or head.count(b"\r") != breaks
+        or head.count(b"\n") != breaks
+        or b"\x00" in head
+        or b"\x0b" in head
+        or b"\x0c" in head
+    ):
+        return None
+    status_line = lines[0]
+    code = status_line[9:12]
+    if status_line[:9] != b"HTTP/1.1 " or not code.isdigit() or status_line[12:13] not in (b"", b" "):
+        return None
+    names = _names
+    fields = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        lower = names.get(name)
+        if lower is None:
+            if not sep or not _TOKEN_RE.fullmatch(name):
+                return None
+            lower = _remember(name)
+        elif not sep:
+            return None
+        fields.append((lower, value.strip(b" \t")))
+    found = dict(fields)
+    length = found.get(b"content-length")
+    status = int(code)
+    if (
+        length is None
+        or not length.isdigit()
+        or len(length) > _CONTENT_LENGTH_MAX_DIGITS
+        or len(found) != len(fields)
+        or b"transfer-encoding" in found
+        or status < 200
+        or status == 204
+        or status == 304
+        or len(data) != end + 4 + int(length)
+    ):
+        return None
+    connection = found.get(b"connection")
+    keep_alive = connection is None or b"close" not in [t.strip().lower() for t in connection.split(b",")]
+    return Reply(status, fields, data[end + 4 :], keep_alive)
+
+
 def _fail(message: str) -> RuntimeAPIError:
     return RuntimeAPIError(f"malformed reply from the Runtime API: {message}")
 
@@ -163,9 +233,6 @@ def _fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
     return fields
 
 
-_names: dict[bytes, bytes] = {}  # header names already checked -> lower-case (the Runtime API sends a few)
-
-
 def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
     """A header block, each line ending in LF or CRLF -> (lower-case name, value) pairs.
 
@@ -187,9 +254,7 @@ def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
         if lower is None:
             if not _TOKEN_RE.fullmatch(name):
                 return _fields(_head_lines(block[:-1]))
-            lower = name.lower()
-            if len(names) < 64:
-                names[name] = lower
+            lower = _remember(name)
         value = value.strip(b" \t")
         if b"\r" in value:
             return _fields(_head_lines(block[:-1]))
@@ -220,6 +285,10 @@ class ReplyParser:
         self._trailers: list[tuple[bytes, bytes]] | None = None
 
     def feed(self, data: bytes) -> Reply | None:
+        if self._framing is None and not self._buffer and not self._head_request:
+            reply = quick_reply(data)  # the whole reply in the first read: the common case
+            if reply is not None:
+                return reply
         buffer = self._buffer + data if self._buffer else data
         self._buffer = b""
         if self._framing is None:

@@ -7,6 +7,7 @@ point: the results must agree, and what h11 rejects we reject.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import h11
@@ -248,3 +249,80 @@ def test_reply_header_lookup() -> None:
     assert reply is not None
     assert reply.header(b"lambda-runtime-aws-request-id") == b"8476a536-e9f4-11e8-9739-2dfe598c3fcd"
     assert reply.header(b"missing") is None
+
+
+# --- the quick path: whole replies of the usual shape read in one go ---------------------------------------
+
+# Replies the quick path must take (the Runtime API's usual shapes): if it gave up on them, the runtime would
+# silently pay for the general path on every invocation.
+QUICK = (
+    "accepted",
+    "next",
+    "no reason phrase",
+    "empty reason phrase",
+    "odd whitespace and empty value",
+    "obs-text value",
+    "leading zeros in length",
+    "connection close",
+    "large body",
+)
+
+
+def _general(data: bytes) -> tuple[str, Any]:
+    # Fed in two pieces, the parser cannot use the quick path (it needs the whole reply in the first piece).
+    return _ours([data[:1], data[1:]]) if data else _ours([data])
+
+
+@pytest.mark.parametrize("name", list(REPLIES))
+def test_the_quick_path_agrees_with_the_general_one(name: str) -> None:
+    data = REPLIES[name]
+    quick = http1.quick_reply(data)
+    if name in QUICK:
+        assert quick is not None, name
+    if quick is not None:
+        kind, general = _general(data)
+        assert kind == "ok", name
+        got = (quick.status, quick.headers, quick.body, quick.trailers or [], quick.keep_alive)
+        assert got == general, name
+
+
+def test_the_quick_path_agrees_on_damaged_replies() -> None:
+    """Random damage to the Runtime API's replies: the quick path reads a reply exactly as the general
+    parser (and h11) do, or leaves it to them."""
+    rng = random.Random(8)
+    specials = [
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b":",
+        b" ",
+        b"\t",
+        b"\x00",
+        b"\x0b",
+        b"\x0c",
+        b"\xe9",
+        b"0",
+        b",",
+        b"A",
+    ]
+    taken = 0
+    for _ in range(3000):
+        data = bytearray(REPLIES[rng.choice(["next", "accepted", "connection close"])])
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data) + 1)
+            if rng.random() < 0.5:
+                data[at:at] = rng.choice(specials)
+            else:
+                data[at : at + 1] = rng.choice(specials)
+        damaged = bytes(data)
+        quick = http1.quick_reply(damaged)
+        if quick is None:
+            continue
+        taken += 1
+        kind, general = _general(damaged)
+        assert kind == "ok", damaged
+        assert (quick.status, quick.headers, quick.body, [], quick.keep_alive) == general, damaged
+        h11_kind, h11_reply = _h11(damaged)
+        assert h11_kind == "ok", damaged
+        assert (quick.status, _normalized(quick.headers), quick.body) == h11_reply[:3], damaged
+    assert taken > 100  # damage the quick path still reads (in a value, say) was checked, not only refusals
