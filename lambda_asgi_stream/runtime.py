@@ -111,7 +111,12 @@ class _Connection:
         self._used_at = 0.0  # when the last reply was read
 
     async def ensure(self, *, check_peer: bool = True) -> None:
-        """Have an open, idle connection: reuse the current one unless the server dropped it.
+        """Have an open, idle connection: reuse the current one unless the server dropped it."""
+        if not self.take(check_peer=check_peer):
+            await self.open()
+
+    def take(self, *, check_peer: bool = True) -> bool:
+        """Start an exchange on the kept connection; False when there is none to reuse (then :meth:`open`).
 
         ``check_peer=False`` skips the look for a close the server already sent (one system call): for
         requests that may simply be sent again when the reused connection turns out to be gone
@@ -125,7 +130,11 @@ class _Connection:
         ):
             self.reusable = False  # an exchange starts
             self.reused = True
-            return
+            return True
+        return False
+
+    async def open(self) -> None:
+        """A new connection in place of the current one."""
         self.reused = False
         self.close()
         try:
@@ -181,7 +190,7 @@ class _Connection:
         """
         self._pending.extend(pieces)
         if not self.send_now():
-            await self._drain()
+            await self.drain()
 
     def take_back(self, piece: bytes) -> bool:
         """Remove ``piece`` from the end of the queue if none of it has been written yet."""
@@ -212,7 +221,7 @@ class _Connection:
             raise error(f"writing to the Runtime API failed: {exc}") from exc
         return True
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
         """Wait until the socket takes what is queued.
 
         Two writers may wait at once (a padding write cancelled while it waited, and the failure report
@@ -362,7 +371,8 @@ class RuntimeClient:
     async def send(self, request: APIRequest) -> None:
         """The first half of :meth:`call`: the request is on the wire when this returns."""
         conn = self.connection
-        await conn.ensure(check_peer=request.method != "GET")
+        if not conn.take(check_peer=request.method != "GET"):
+            await conn.open()
         body = request.body or b""
         key = (request.method, request.path, request.headers)
         head = self._heads.get(key) if not body else None
@@ -370,7 +380,9 @@ class RuntimeClient:
             head = self.head(request, len(body))
             if not body and len(self._heads) < 8:
                 self._heads[key] = head
-        await conn.send((head, body) if body else (head,))
+        conn.queue((head, body) if body else (head,))
+        if not conn.send_now():
+            await conn.drain()
 
     async def reply(self, request: APIRequest) -> Reply:
         """The second half of :meth:`call`: the reply, checked against the status ``request`` expects.
@@ -378,13 +390,21 @@ class RuntimeClient:
         A GET whose kept connection turns out to be gone before any reply is sent again, once, on a new
         connection: the server never read it (for a POST nothing is sent twice; its caller reports it).
         """
+        head_request = request.method == "HEAD"
+        conn = self.connection
         try:
-            reply = await self._read(request)
+            if self.blocking:
+                reply = conn.read_reply_blocking(head_request=head_request)
+            else:
+                reply = await conn.read_reply(head_request=head_request)
         except _StaleConnection:
             if request.method != "GET":
                 raise
             await self.send(request)
-            reply = await self._read(request)
+            if self.blocking:
+                reply = conn.read_reply_blocking(head_request=head_request)
+            else:
+                reply = await conn.read_reply(head_request=head_request)
         if reply.status != request.expected_status:
             raise RuntimeAPIStatusError(request.method, request.path, reply.status, reply.body)
         return reply
@@ -416,12 +436,6 @@ class RuntimeClient:
             delay *= 2
         raise AssertionError("unreachable")
 
-    async def _read(self, request: APIRequest) -> Reply:
-        head_request = request.method == "HEAD"
-        if self.blocking:
-            return self.connection.read_reply_blocking(head_request=head_request)
-        return await self.connection.read_reply(head_request=head_request)
-
     def open_stream(self, request: APIRequest) -> StreamingPost:
         return StreamingPost(self, request, self.head(request, None))
 
@@ -452,12 +466,14 @@ class StreamingPost:
     async def _open(self) -> None:
         head, self._head = self._head, None
         if head is not None:
-            await self.connection.ensure()
+            if not self.connection.take():
+                await self.connection.open()
             self.client.answered = True
             self.connection.queue((head,))
 
     async def prelude(self, data: bytes) -> None:
-        await self._open()
+        if self._head is not None:
+            await self._open()
         self.connection.queue(http1.chunk(data))
         if not self._held:
             self._held = True
@@ -477,7 +493,10 @@ class StreamingPost:
             return
         if self._head is not None:
             await self._open()
-        await self.connection.send(http1.chunk(data))
+        connection = self.connection
+        connection.queue(http1.chunk(data))
+        if not connection.send_now():
+            await connection.drain()
 
     async def end(self, data: bytes, trailers: Headers) -> None:
         if self.closed:
@@ -825,8 +844,13 @@ async def _run_to_completion(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def _parse(invocation: Invocation, context: LambdaContext, base_path: str) -> Request:
+    raw = invocation.event
     try:
-        event = json.loads(invocation.event)
+        # What json.loads does with bytes, without its encoding sniffing for the usual case: a JSON object
+        # in UTF-8 (its first byte "{", its second not NUL, which would mean UTF-16).
+        event = json.loads(
+            raw.decode("utf-8", "surrogatepass") if raw[:1] == b"{" and raw[1:2] != b"\x00" else raw
+        )
     except ValueError as exc:
         raise MalformedEventError("<event>", f"not valid JSON ({exc})") from exc
     except RecursionError as exc:

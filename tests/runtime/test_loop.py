@@ -67,6 +67,18 @@ async def test_unusable_event_goes_to_error_and_the_loop_goes_on(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32-be"])
+async def test_events_are_read_in_every_encoding_json_reads(api: FakeRuntimeAPI, encoding: str) -> None:
+    # The loop decodes the usual UTF-8 object itself (json.loads would sniff the encoding first); any
+    # other encoding JSON allows (RFC 8259 8.1 readers, as Python's) must still read.
+    invocation = api.add(json.dumps(http_event("/caf\u00e9"), ensure_ascii=False).encode(encoding))
+    bad = api.add(b'{"version": "\xff"}')  # not UTF-8: unusable, and the loop goes on
+    await run_loop(hello, api)
+    assert decode_streamed(api.response(invocation)).payload == "hello /caf\u00e9".encode()
+    assert api.error(bad).header("Lambda-Runtime-Function-Error-Type") == "Function.MalformedEvent"
+
+
+@pytest.mark.anyio
 async def test_next_failures_are_retried(api: FakeRuntimeAPI, fast_backoff: None) -> None:
     api.next_failures = 2
     invocation = api.add(http_event("/retried"))
