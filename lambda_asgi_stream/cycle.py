@@ -201,8 +201,9 @@ class StreamingResponder:
         else:
             await self.writer.end(data, [])
         if data:
-            self.stats.bytes += len(data)
-            self.stats.chunks += 1
+            stats = self.stats
+            stats.bytes += len(data)
+            stats.chunks += 1
 
     async def flush(self) -> None:
         return None
@@ -302,12 +303,20 @@ class PaddedStreamingResponder(StreamingResponder):
             self._closed = True
         self._busy = True
         try:
-            await super().body(data, more)
+            # StreamingResponder.body, inlined: this runs for every body message of a padded response
+            if more:
+                await self.writer.write(data)
+            else:
+                await self.writer.end(data, [])
         finally:
             self._busy = False
         assert self._loop is not None
         now = self._loop.time()
-        self._account(data, now)
+        if data:
+            stats = self.stats
+            stats.bytes += len(data)
+            stats.chunks += 1
+            self._account(data, now)
         self._wrote(now)
 
     async def _wait_for_job(self) -> None:
@@ -321,8 +330,9 @@ class PaddedStreamingResponder(StreamingResponder):
     def _account(self, data: bytes, now: float = 0.0) -> None:
         if data:
             self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
-            if self.flusher is not None:
-                self.flusher.wrote(data, now)
+            flusher = self.flusher
+            if flusher is not None:
+                flusher.wrote(data, now)
 
     def _wrote(self, now: float) -> None:
         self._last_write = now
@@ -764,6 +774,9 @@ _TRANSITIONS: dict[tuple[str, Any], str | None] = {
 }
 
 
+_REFUSED = "refused"  # a (state, message type) pair not in the table
+
+
 def _expected(state: str) -> str:
     allowed = sorted(kind for (at, kind), step in _TRANSITIONS.items() if at == state and step is not None)
     return " or ".join(allowed) or "nothing more"
@@ -938,11 +951,11 @@ class HTTPCycle:
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
         state = self.state
-        if (state, kind) not in _TRANSITIONS:
-            raise self._protocol_error(f"expected {_expected(state)} ({state}), but the app sent {kind!r}")
-        step = _TRANSITIONS[state, kind]
+        step = _TRANSITIONS.get((state, kind), _REFUSED)
         if step is None:
             return
+        if step is _REFUSED:
+            raise self._protocol_error(f"expected {_expected(state)} ({state}), but the app sent {kind!r}")
         self._check_deadline()
         try:
             if step == "_body":

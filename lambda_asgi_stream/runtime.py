@@ -182,15 +182,33 @@ class _Connection:
         """Add bytes to go out with the next :meth:`send` (or :meth:`send_now`)."""
         self._pending.extend(pieces)
 
-    async def send(self, pieces: Iterable[bytes | memoryview]) -> None:
+    async def send(self, pieces: tuple[bytes, ...]) -> None:
         """Write all pieces with as few ``sendmsg`` calls as the kernel allows.
 
         Bytes not yet written stay queued when the caller is cancelled, and go out first on the next call,
         so a deadline never leaves a half-written chunk on the wire.
         """
-        self._pending.extend(pieces)
-        if not self.send_now():
+        if not self.write(pieces):
             await self.drain()
+
+    def write(self, pieces: tuple[bytes, ...]) -> bool:
+        """Write ``pieces`` after what is queued, without waiting; True when all of it went (what did not
+        stays queued: :meth:`drain`)."""
+        pending = self._pending
+        if pending or self.sock is None or not pieces:
+            pending.extend(pieces)
+            return self.send_now()
+        try:  # the common case, a write with nothing queued before it: no queue at all
+            sent = self.sock.sendmsg(pieces)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._write_failed(exc) from exc
+        if sent == sum(map(len, pieces)):
+            return True
+        pending.extend(pieces)
+        _advance(pending, sent)
+        return False
 
     def take_back(self, piece: bytes) -> bool:
         """Remove ``piece`` from the end of the queue if none of it has been written yet."""
@@ -215,11 +233,14 @@ class _Connection:
                 else:
                     _advance(pending, sent)
         except OSError as exc:
-            stale = self.reused and isinstance(exc, (BrokenPipeError, ConnectionResetError))
-            self.close()
-            error = _StaleConnection if stale else RuntimeAPIError
-            raise error(f"writing to the Runtime API failed: {exc}") from exc
+            raise self._write_failed(exc) from exc
         return True
+
+    def _write_failed(self, exc: OSError) -> RuntimeAPIError:
+        stale = self.reused and isinstance(exc, (BrokenPipeError, ConnectionResetError))
+        self.close()
+        error = _StaleConnection if stale else RuntimeAPIError
+        return error(f"writing to the Runtime API failed: {exc}")
 
     async def drain(self) -> None:
         """Wait until the socket takes what is queued.
@@ -380,8 +401,7 @@ class RuntimeClient:
             head = self.head(request, len(body))
             if not body and len(self._heads) < 8:
                 self._heads[key] = head
-        conn.queue((head, body) if body else (head,))
-        if not conn.send_now():
+        if not conn.write((head, body) if body else (head,)):
             await conn.drain()
 
     async def reply(self, request: APIRequest) -> Reply:
@@ -494,8 +514,7 @@ class StreamingPost:
         if self._head is not None:
             await self._open()
         connection = self.connection
-        connection.queue(http1.chunk(data))
-        if not connection.send_now():
+        if not connection.write(http1.chunk(data)):
             await connection.drain()
 
     async def end(self, data: bytes, trailers: Headers) -> None:
