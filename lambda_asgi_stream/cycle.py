@@ -983,7 +983,8 @@ class HTTPCycle:
                     raise self._protocol_error(f"invalid response header name {name!r} (RFC 9110 5.1)")
                 if len(_valid_names) < 256:
                     _valid_names.add(name)
-            if b"\r" in value or b"\n" in value or b"\x00" in value:
+            # CR, LF, NUL as int needles: `b"\r" in value` would first build and drop a TypeError
+            if 13 in value or 10 in value or 0 in value:
                 # Header injection: uvicorn/h11 refuse the same value, so local runs and Lambda agree.
                 raise self._protocol_error(f"response header {name!r} has CR, LF or NUL in its value")
         await self.responder.start(status, headers)

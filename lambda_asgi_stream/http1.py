@@ -43,6 +43,10 @@ _CHUNK_FOOTER = -2
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _OBS_FOLD = re.compile(rb"[ \t]+")
 
+# A byte looked for in bytes as its int value: ``b"\r" in data`` first tries the needle as an int, and
+# builds and drops a TypeError before it searches (about 8 times the cost of the search).
+_CR = 13
+
 #: The last chunk of a body without trailers (RFC 9112 7.1).
 LAST_CHUNK = b"0\r\n\r\n"
 # h11 refuses an incomplete head past its max_incomplete_event_size, 16 KiB; the Runtime API sends ~400 B.
@@ -162,9 +166,9 @@ def quick_reply(data: bytes) -> Reply | None:
         end < 0
         or head.count(b"\r") != breaks
         or head.count(b"\n") != breaks
-        or b"\x00" in head
-        or b"\x0b" in head
-        or b"\x0c" in head
+        or 0 in head  # NUL (an int needle: see _CR)
+        or 11 in head  # VT
+        or 12 in head  # FF
     ):
         return None
     status_line = lines[0]
@@ -240,7 +244,7 @@ def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
     line-by-line path, which unfolds or names the bad line. The checks are h11's field rules: a token name,
     and a value of no NUL, CR, LF, VT or FF (``[^\\x00\\s]`` words joined by spaces and tabs).
     """
-    if b"\x00" in block or b"\x0b" in block or b"\x0c" in block:
+    if 0 in block or 11 in block or 12 in block:  # NUL, VT, FF
         return _fields(_head_lines(block[:-1]))
     fields = []
     names = _names
@@ -256,7 +260,7 @@ def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
                 return _fields(_head_lines(block[:-1]))
             lower = _remember(name)
         value = value.strip(b" \t")
-        if b"\r" in value:
+        if _CR in value:
             return _fields(_head_lines(block[:-1]))
         fields.append((lower, value))
     return fields
