@@ -37,6 +37,8 @@ def loggable(text: str) -> str:
     Control characters become ``\\xNN`` (line and paragraph separators ``\\uNNNN``), so a client cannot
     start a forged log line or send escape sequences to the terminal; everything else is left as it is.
     """
+    if text.isascii() and text.isprintable():  # the usual case: no C0 control or DEL, nothing to escape
+        return text
     return _UNLOGGABLE.sub(_escape, text)
 
 

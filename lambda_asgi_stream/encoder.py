@@ -35,6 +35,7 @@ import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ._errors import ConfigError, LambdaAsgiStreamError, PreludeTooLargeError, ResponseTooLargeError
@@ -153,7 +154,7 @@ def build_prelude(
         prelude["headers"] = {k: v[0] if len(v) == 1 else ", ".join(v) for k, v in grouped.items()}
     if cookies:
         prelude["cookies"] = cookies
-    encoded = _compact_json(prelude).encode("ascii")
+    encoded = _prelude_json(prelude).encode("ascii")
     if len(encoded) + len(DELIMITER) > MAX_PRELUDE_BYTES:
         raise PreludeTooLargeError(_too_large_message(len(encoded), grouped, cookies))
     return encoded + DELIMITER
@@ -161,6 +162,20 @@ def build_prelude(
 
 # One encoder for every prelude: ``json.dumps`` with options builds a new JSONEncoder on each call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_json_string = encode_basestring_ascii  # what that encoder writes for a str (C)
+
+
+def _prelude_json(prelude: dict[str, Any]) -> str:
+    """``_compact_json(prelude)``; the usual prelude (a status and single-valued headers) written directly,
+    which spares the encoder's per-call set-up (a test checks both agree)."""
+    if len(prelude) != 2 or "headers" not in prelude:
+        return _compact_json(prelude)
+    fields = ",".join(
+        [_json_string(name) + ":" + _json_string(value) for name, value in prelude["headers"].items()]
+    )
+    return f'{{"statusCode":{prelude["statusCode"]:d},"headers":{{{fields}}}}}'
+
+
 _names: dict[bytes, str] = {}  # response header names already decoded, lower-case (apps send the same few)
 
 

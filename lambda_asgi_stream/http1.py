@@ -65,7 +65,14 @@ def request_head(
 
 
 def request_line(method: str, target: str) -> bytes:
-    if not _TOKEN_RE.fullmatch(method.encode("latin-1")) or not target or _UNSAFE_TARGET.search(target):
+    # Printable ASCII without a space is what _UNSAFE_TARGET allows: checked first, with str methods (a
+    # target is built per invocation, with the request id in it).
+    plain = target.isascii() and target.isprintable() and " " not in target
+    if (
+        not _TOKEN_RE.fullmatch(method.encode("latin-1"))
+        or not target
+        or (not plain and _UNSAFE_TARGET.search(target))
+    ):
         raise ValueError(f"not a request line: {method!r} {target!r}")
     return f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
 

@@ -460,3 +460,25 @@ def test_the_padding_header_never_reaches_the_client(integration: Any) -> None:
     assert "x-lambda-padding" not in json.dumps(buffered).lower()
     if integration in ("function-url", "rest"):
         assert b"x-lambda-padding" not in build_prelude(200, headers, integration).lower()
+
+
+def test_the_usual_prelude_is_written_as_the_json_encoder_writes_it() -> None:
+    # build_prelude writes a status with single-valued headers itself; anything else goes through the
+    # encoder. Both must give the same bytes for any names and values (quotes, controls, non-ASCII).
+    import random
+
+    from lambda_asgi_stream.encoder import _compact_json, _prelude_json
+
+    rng = random.Random(5)
+    alphabet = ['"', "\\", "\n", "\x00", "\x7f", "\u00e9", "\u2028", "\U0001f600", "a", " ", "/", ";"]
+    for _ in range(500):
+        headers = {
+            "".join(rng.choices(alphabet, k=rng.randint(0, 6))): "".join(
+                rng.choices(alphabet, k=rng.randint(0, 9))
+            )
+            for _ in range(rng.randint(0, 4))
+        }
+        prelude: dict[str, Any] = {"statusCode": rng.randint(100, 999), "headers": headers}
+        assert _prelude_json(prelude) == _compact_json(prelude)
+        prelude["cookies"] = ["a=1"]
+        assert _prelude_json(prelude) == _compact_json(prelude)

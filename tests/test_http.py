@@ -67,3 +67,13 @@ def test_the_plain_target_fast_path_agrees_with_quote() -> None:
         query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
         expected = quote(path) + ("?" + quote(query, safe=_QUERY_SAFE) if query else "")
         assert loggable_target(path, query) == expected, (path, query)
+
+
+def test_loggable_fast_path_escapes_exactly_what_the_pattern_does() -> None:
+    # loggable() returns printable ASCII as it is, without the regular expression: the same result for
+    # every character up to the line separators, alone and inside text.
+    from lambda_asgi_stream._http import _UNLOGGABLE, _escape
+
+    for code in range(0x2030):
+        for text in (chr(code), f"GET{chr(code)}/x"):
+            assert loggable(text) == _UNLOGGABLE.sub(_escape, text), repr(text)

@@ -82,8 +82,10 @@ def test_a_streamed_response_read_back_by_h11(
 
 
 def test_request_heads_refuse_what_would_break_the_framing() -> None:
-    with pytest.raises(ValueError):
-        http1.request_head("GET", "/a b", "h:1", (), 0)
+    for target in ("/a b", "/a\r\nX: 1", "/a\x00", "/a\x7f", "/\t", ""):
+        with pytest.raises(ValueError):
+            http1.request_head("GET", target, "h:1", (), 0)
+    assert http1.request_line("POST", "/r/\u00e9~%20") == "POST /r/\u00e9~%20 HTTP/1.1\r\n".encode("latin-1")
     with pytest.raises(ValueError):
         http1.request_head("GET", "/", "h:1", (("X", "a\r\nInjected: 1"),), 0)
     with pytest.raises(ValueError):
