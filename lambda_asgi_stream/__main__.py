@@ -318,8 +318,6 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import anyio
 
     from .config import Config, InvokeMode
@@ -349,7 +347,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     def run_runtime(address: str) -> Awaitable[None]:
         from .runtime import LambdaRuntime
 
-        cfg = dataclasses.replace(config, runtime_api=address, invoke_mode=mode, max_concurrency=1)
+        cfg = config.replace(runtime_api=address, invoke_mode=mode, max_concurrency=1)
         return LambdaRuntime(app, cfg, handle_signals=False, blocking_waits=False).serve()
 
     result: int = anyio.run(invoke, run_runtime, event, args.timeout, sys.stdout)

@@ -8,7 +8,7 @@ Format", spec_version 2.3). Lambda events stay plain ``dict[str, Any]``: they ar
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 
 LambdaEvent = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
@@ -112,3 +112,33 @@ class Record:
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+
+class FrozenRecord(Record):
+    """A :class:`Record` that refuses to be changed, as a frozen dataclass does, for public settings values.
+
+    ``__init__`` sets each field with ``object.__setattr__``; after that, setting or deleting any attribute
+    raises ``AttributeError`` (a frozen dataclass raises ``FrozenInstanceError``, a subclass of it).
+    :meth:`replace` is ``dataclasses.replace`` for these classes.
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def replace(self: _Frozen, **changes: Any) -> _Frozen:
+        """A copy with ``changes`` (field names as keywords) applied, checked as the constructor checks."""
+        names: tuple[str, ...] = type(self).__slots__
+        unknown = changes.keys() - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
+        build: Any = type(self)  # every subclass's __init__ takes its fields as keywords
+        copy: _Frozen = build(**{name: changes.get(name, getattr(self, name)) for name in names})
+        return copy
+
+
+_Frozen = TypeVar("_Frozen", bound=FrozenRecord)
