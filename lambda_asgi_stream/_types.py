@@ -8,7 +8,7 @@ Format", spec_version 2.3). Lambda events stay plain ``dict[str, Any]``: they ar
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 LambdaEvent = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
@@ -40,49 +40,49 @@ LifespanMode = Literal["auto", "on", "off"]
 LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
 
 
-class ASGIVersions(TypedDict):
-    version: str
-    spec_version: str
+# The ASGI message and scope shapes, for annotations only: a TypedDict turns each of its (string)
+# annotations into a compiled ForwardRef when the class is built, 27 compile() calls at import on the
+# Lambda cold path for these six.
+if TYPE_CHECKING:
 
+    class ASGIVersions(TypedDict):
+        version: str
+        spec_version: str
 
-class HTTPScope(TypedDict, total=False):
-    type: Literal["http"]
-    asgi: ASGIVersions
-    http_version: str
-    method: str
-    scheme: str
-    path: str
-    raw_path: bytes
-    query_string: bytes
-    root_path: str
-    headers: Iterable[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    state: dict[str, Any]
-    extensions: dict[str, dict[object, object]]
+    class HTTPScope(TypedDict, total=False):
+        type: Literal["http"]
+        asgi: ASGIVersions
+        http_version: str
+        method: str
+        scheme: str
+        path: str
+        raw_path: bytes
+        query_string: bytes
+        root_path: str
+        headers: Iterable[tuple[bytes, bytes]]
+        client: tuple[str, int] | None
+        server: tuple[str, int | None] | None
+        state: dict[str, Any]
+        extensions: dict[str, dict[object, object]]
 
+    class HTTPRequestEvent(TypedDict):
+        type: Literal["http.request"]
+        body: bytes
+        more_body: bool
 
-class HTTPRequestEvent(TypedDict):
-    type: Literal["http.request"]
-    body: bytes
-    more_body: bool
+    class HTTPDisconnectEvent(TypedDict):
+        type: Literal["http.disconnect"]
 
+    class HTTPResponseStartEvent(TypedDict, total=False):
+        type: Literal["http.response.start"]
+        status: int
+        headers: Iterable[tuple[bytes, bytes]]
+        trailers: bool
 
-class HTTPDisconnectEvent(TypedDict):
-    type: Literal["http.disconnect"]
-
-
-class HTTPResponseStartEvent(TypedDict, total=False):
-    type: Literal["http.response.start"]
-    status: int
-    headers: Iterable[tuple[bytes, bytes]]
-    trailers: bool
-
-
-class HTTPResponseBodyEvent(TypedDict, total=False):
-    type: Literal["http.response.body"]
-    body: bytes
-    more_body: bool
+    class HTTPResponseBodyEvent(TypedDict, total=False):
+        type: Literal["http.response.body"]
+        body: bytes
+        more_body: bool
 
 
 class Record:
