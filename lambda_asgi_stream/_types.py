@@ -95,6 +95,8 @@ class Record:
     """
 
     __slots__ = ()
+    #: Fields left out of ``repr`` (as ``field(repr=False)``): bulky payloads.
+    _unshown: tuple[str, ...] = ("event",)
 
     def _values(self) -> tuple[Any, ...]:
         names: tuple[str, ...] = type(self).__slots__
@@ -102,7 +104,8 @@ class Record:
 
     def __repr__(self) -> str:
         names: tuple[str, ...] = type(self).__slots__
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names if name != "event")
+        unshown = self._unshown
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names if name not in unshown)
         return f"{type(self).__name__}({shown})"
 
     def __eq__(self, other: object) -> bool:

@@ -122,5 +122,5 @@ def test_replace_gives_a_checked_copy() -> None:
     with pytest.raises(TypeError, match="no field runtime"):
         config.replace(runtime="x")
     with pytest.raises(ValueError, match="padding must be one of"):
-        PaddingPolicy(mode="idle").replace(mode="always")  # type: ignore[arg-type]
+        PaddingPolicy(mode="idle").replace(mode="always")
     assert SSEOptions().replace(error_event=True) == SSEOptions(error_event=True)
