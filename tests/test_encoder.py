@@ -460,3 +460,17 @@ def test_the_padding_header_never_reaches_the_client(integration: Any) -> None:
     assert "x-lambda-padding" not in json.dumps(buffered).lower()
     if integration in ("function-url", "rest"):
         assert b"x-lambda-padding" not in build_prelude(200, headers, integration).lower()
+
+
+def test_prelude_is_an_immutable_value_whose_repr_leaves_the_raw_dict_out() -> None:
+    # A plain class now (it was a frozen dataclass with field(repr=False) on raw): same behaviour.
+    from lambda_asgi_stream.encoder import Prelude, parse_prelude
+
+    prelude = parse_prelude(b'{"statusCode":201,"headers":{"a":"b"},"cookies":["c=d"]}')
+    assert prelude == Prelude(
+        201, [("a", "b")], ["c=d"], {"statusCode": 201, "headers": {"a": "b"}, "cookies": ["c=d"]}
+    )
+    assert prelude != Prelude(201, [("a", "b")], ["c=d"], {})
+    assert repr(prelude) == "Prelude(status=201, headers=[('a', 'b')], cookies=['c=d'])"
+    with pytest.raises(AttributeError):
+        prelude.status = 200
