@@ -120,9 +120,10 @@ class Record:
 class FrozenRecord(Record):
     """A :class:`Record` that refuses to be changed, as a frozen dataclass does, for public settings values.
 
-    ``__init__`` sets each field with ``object.__setattr__``; after that, setting or deleting any attribute
-    raises ``AttributeError`` (a frozen dataclass raises ``FrozenInstanceError``, a subclass of it).
-    :meth:`replace` is ``dataclasses.replace`` for these classes.
+    ``__slots__`` names the fields in the order of ``__init__``'s parameters, which ``repr``, ``copy`` and
+    ``pickle`` follow. ``__init__`` sets each field with ``object.__setattr__``; after that, setting or
+    deleting any attribute raises ``AttributeError`` (a frozen dataclass raises ``FrozenInstanceError``, a
+    subclass of it). :meth:`replace` is ``dataclasses.replace`` for these classes.
     """
 
     __slots__ = ()
@@ -133,13 +134,18 @@ class FrozenRecord(Record):
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle rebuild through __init__ (``__slots__`` lists its parameters in order): their
+        # default sets each slot with setattr, which this class refuses.
+        return (type(self), self._values())
+
     def replace(self: _Frozen, **changes: Any) -> _Frozen:
         """A copy with ``changes`` (field names as keywords) applied, checked as the constructor checks."""
         names: tuple[str, ...] = type(self).__slots__
         unknown = changes.keys() - set(names)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
-        build: Any = type(self)  # every subclass's __init__ takes its fields as keywords
+        build: Any = type(self)  # every subclass's __init__ takes its fields by name
         copy: _Frozen = build(**{name: changes.get(name, getattr(self, name)) for name in names})
         return copy
 

@@ -114,6 +114,19 @@ def test_settings_are_immutable(value: object) -> None:
     assert getattr(value, name) == before
 
 
+@pytest.mark.parametrize(
+    "value",
+    [Config(log_level="DEBUG", exclude_headers=frozenset({"x-a"})), PaddingPolicy(mode="idle"), SSEOptions()],
+    ids=lambda v: type(v).__name__,
+)
+def test_settings_copy_and_pickle(value: object) -> None:
+    import copy
+    import pickle
+
+    for twin in (copy.copy(value), copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
+        assert twin == value and type(twin) is type(value)
+
+
 def test_replace_gives_a_checked_copy() -> None:
     config = Config(log_level="DEBUG")
     changed = config.replace(runtime_api="127.0.0.1:1", max_concurrency=3)
