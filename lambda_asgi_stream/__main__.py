@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,8 +27,6 @@ from ._types import STREAMING_INTEGRATIONS
 from ._version import __version__
 
 logger = logging.getLogger("lambda_asgi_stream")
-
-_EVENT_TEMPLATE = Path(__file__).with_name("emulator") / "event-template.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +62,11 @@ def _run_handler(arguments: list[str]) -> tuple[str | None] | None:
 
 def _parser() -> argparse.ArgumentParser:
     import argparse
+
+    # A plain path string: pathlib costs ~1 ms to import, on run's cold path if it were at module level.
+    event_template = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "emulator", "event-template.json"
+    )
 
     parser = argparse.ArgumentParser(
         prog="lambda-asgi-stream",
@@ -143,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
   lambda-asgi-stream invoke main:app --event event.json
 
 event template (a Function URL event to copy and edit for --event):
-  {_EVENT_TEMPLATE}""",
+  {event_template}""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     invoke.add_argument("app", help="MODULE:APP, e.g. examples.hello.app:app")
@@ -316,8 +318,6 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import anyio
 
     from .config import Config, InvokeMode
@@ -347,7 +347,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     def run_runtime(address: str) -> Awaitable[None]:
         from .runtime import LambdaRuntime
 
-        cfg = dataclasses.replace(config, runtime_api=address, invoke_mode=mode, max_concurrency=1)
+        cfg = config.replace(runtime_api=address, invoke_mode=mode, max_concurrency=1)
         return LambdaRuntime(app, cfg, handle_signals=False, blocking_waits=False).serve()
 
     result: int = anyio.run(invoke, run_runtime, event, args.timeout, sys.stdout)

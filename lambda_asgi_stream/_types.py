@@ -8,7 +8,7 @@ Format", spec_version 2.3). Lambda events stay plain ``dict[str, Any]``: they ar
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 LambdaEvent = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
@@ -40,49 +40,49 @@ LifespanMode = Literal["auto", "on", "off"]
 LIFESPAN_MODES: tuple[LifespanMode, ...] = ("auto", "on", "off")
 
 
-class ASGIVersions(TypedDict):
-    version: str
-    spec_version: str
+# The ASGI message and scope shapes, for annotations only: a TypedDict turns each of its (string)
+# annotations into a compiled ForwardRef when the class is built, 27 compile() calls at import on the
+# Lambda cold path for these six.
+if TYPE_CHECKING:
 
+    class ASGIVersions(TypedDict):
+        version: str
+        spec_version: str
 
-class HTTPScope(TypedDict, total=False):
-    type: Literal["http"]
-    asgi: ASGIVersions
-    http_version: str
-    method: str
-    scheme: str
-    path: str
-    raw_path: bytes
-    query_string: bytes
-    root_path: str
-    headers: Iterable[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    state: dict[str, Any]
-    extensions: dict[str, dict[object, object]]
+    class HTTPScope(TypedDict, total=False):
+        type: Literal["http"]
+        asgi: ASGIVersions
+        http_version: str
+        method: str
+        scheme: str
+        path: str
+        raw_path: bytes
+        query_string: bytes
+        root_path: str
+        headers: Iterable[tuple[bytes, bytes]]
+        client: tuple[str, int] | None
+        server: tuple[str, int | None] | None
+        state: dict[str, Any]
+        extensions: dict[str, dict[object, object]]
 
+    class HTTPRequestEvent(TypedDict):
+        type: Literal["http.request"]
+        body: bytes
+        more_body: bool
 
-class HTTPRequestEvent(TypedDict):
-    type: Literal["http.request"]
-    body: bytes
-    more_body: bool
+    class HTTPDisconnectEvent(TypedDict):
+        type: Literal["http.disconnect"]
 
+    class HTTPResponseStartEvent(TypedDict, total=False):
+        type: Literal["http.response.start"]
+        status: int
+        headers: Iterable[tuple[bytes, bytes]]
+        trailers: bool
 
-class HTTPDisconnectEvent(TypedDict):
-    type: Literal["http.disconnect"]
-
-
-class HTTPResponseStartEvent(TypedDict, total=False):
-    type: Literal["http.response.start"]
-    status: int
-    headers: Iterable[tuple[bytes, bytes]]
-    trailers: bool
-
-
-class HTTPResponseBodyEvent(TypedDict, total=False):
-    type: Literal["http.response.body"]
-    body: bytes
-    more_body: bool
+    class HTTPResponseBodyEvent(TypedDict, total=False):
+        type: Literal["http.response.body"]
+        body: bytes
+        more_body: bool
 
 
 class Record:
@@ -95,6 +95,8 @@ class Record:
     """
 
     __slots__ = ()
+    #: Fields left out of ``repr`` (as ``field(repr=False)``): bulky payloads.
+    _unshown: tuple[str, ...] = ("event",)
 
     def _values(self) -> tuple[Any, ...]:
         names: tuple[str, ...] = type(self).__slots__
@@ -102,7 +104,8 @@ class Record:
 
     def __repr__(self) -> str:
         names: tuple[str, ...] = type(self).__slots__
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names if name != "event")
+        unshown = self._unshown
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names if name not in unshown)
         return f"{type(self).__name__}({shown})"
 
     def __eq__(self, other: object) -> bool:
@@ -112,3 +115,39 @@ class Record:
 
     def __hash__(self) -> int:
         return hash(self._values())
+
+
+class FrozenRecord(Record):
+    """A :class:`Record` that refuses to be changed, as a frozen dataclass does, for public settings values.
+
+    ``__slots__`` names the fields in the order of ``__init__``'s parameters, which ``repr``, ``copy`` and
+    ``pickle`` follow. ``__init__`` sets each field with ``object.__setattr__``; after that, setting or
+    deleting any attribute raises ``AttributeError`` (a frozen dataclass raises ``FrozenInstanceError``, a
+    subclass of it). :meth:`replace` is ``dataclasses.replace`` for these classes.
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle rebuild through __init__ (``__slots__`` lists its parameters in order): their
+        # default sets each slot with setattr, which this class refuses.
+        return (type(self), self._values())
+
+    def replace(self: _Frozen, **changes: Any) -> _Frozen:
+        """A copy with ``changes`` (field names as keywords) applied, checked as the constructor checks."""
+        names: tuple[str, ...] = type(self).__slots__
+        unknown = changes.keys() - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
+        build: Any = type(self)  # every subclass's __init__ takes its fields by name
+        copy: _Frozen = build(**{name: changes.get(name, getattr(self, name)) for name in names})
+        return copy
+
+
+_Frozen = TypeVar("_Frozen", bound=FrozenRecord)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import ConfigError
-from ._types import LIFESPAN_MODES, LifespanMode
+from ._types import LIFESPAN_MODES, FrozenRecord, LifespanMode
 from .encoder import header_names
 from .end_record import EndRecordFormat, parse_formats
 from .events.base_path import normalize_base_path
@@ -57,26 +56,78 @@ _MODE_ALIASES: dict[str, InvokeMode] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Settings of the runtime loop. Build with :meth:`from_env` or directly in code."""
+# Defaults shared by every Config: both are immutable.
+_IDLE_PADDING = PaddingPolicy(mode="idle")
+_DEFAULT_SSE = SSEOptions()
 
-    runtime_api: str = ""
-    invoke_mode: InvokeMode = "RESPONSE_STREAM"
-    lifespan: LifespanMode = "auto"
-    base_path: str = ""
+
+class Config(FrozenRecord):
+    """Settings of the runtime loop. Build with :meth:`from_env` or directly in code.
+
+    Immutable and compared by value; ``config.replace(log_level="DEBUG")`` gives a changed copy. A plain
+    class, not a dataclass: building a dataclass runs ``exec`` at import, on Lambda's cold path.
+    """
+
+    # In the order of the constructor's parameters, which repr follows.
+    __slots__ = (  # noqa: RUF023
+        "runtime_api",
+        "invoke_mode",
+        "lifespan",
+        "base_path",
+        "timeout_margin_ms",
+        "max_concurrency",
+        "snap_start",
+        "log_level",
+        "padding",
+        "sse",
+        "exclude_headers",
+        "end_record",
+    )
+
+    runtime_api: str
+    invoke_mode: InvokeMode
+    lifespan: LifespanMode
+    base_path: str
     # The app is cancelled this long before Lambda's deadline, so the stream can still be ended with a
     # Function.Timeout trailer instead of being cut by the sandbox being stopped.
-    timeout_margin_ms: int = 500
-    max_concurrency: int = 1
-    snap_start: bool = False
-    log_level: str = "INFO"
-    padding: PaddingPolicy = field(default_factory=lambda: PaddingPolicy(mode="idle"))
-    sse: SSEOptions = field(default_factory=SSEOptions)
+    timeout_margin_ms: int
+    max_concurrency: int
+    snap_start: bool
+    log_level: str
+    padding: PaddingPolicy
+    sse: SSEOptions
     # Response headers never sent, lower-case (Mangum's exclude_headers), in the prelude and buffered dict.
-    exclude_headers: frozenset[str] = frozenset()
+    exclude_headers: frozenset[str]
     #: formats whose responses end with an end record (end_record.py); empty: only by response header
-    end_record: frozenset[EndRecordFormat] = frozenset()
+    end_record: frozenset[EndRecordFormat]
+
+    def __init__(
+        self,
+        runtime_api: str = "",
+        invoke_mode: InvokeMode = "RESPONSE_STREAM",
+        lifespan: LifespanMode = "auto",
+        base_path: str = "",
+        timeout_margin_ms: int = 500,
+        max_concurrency: int = 1,
+        snap_start: bool = False,
+        log_level: str = "INFO",
+        padding: PaddingPolicy = _IDLE_PADDING,
+        sse: SSEOptions = _DEFAULT_SSE,
+        exclude_headers: frozenset[str] = frozenset(),
+        end_record: frozenset[EndRecordFormat] = frozenset(),
+    ) -> None:
+        object.__setattr__(self, "runtime_api", runtime_api)
+        object.__setattr__(self, "invoke_mode", invoke_mode)
+        object.__setattr__(self, "lifespan", lifespan)
+        object.__setattr__(self, "base_path", base_path)
+        object.__setattr__(self, "timeout_margin_ms", timeout_margin_ms)
+        object.__setattr__(self, "max_concurrency", max_concurrency)
+        object.__setattr__(self, "snap_start", snap_start)
+        object.__setattr__(self, "log_level", log_level)
+        object.__setattr__(self, "padding", padding)
+        object.__setattr__(self, "sse", sse)
+        object.__setattr__(self, "exclude_headers", exclude_headers)
+        object.__setattr__(self, "end_record", end_record)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

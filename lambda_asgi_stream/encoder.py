@@ -34,13 +34,12 @@ import json
 import re
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ._errors import ConfigError, LambdaAsgiStreamError, PreludeTooLargeError, ResponseTooLargeError
 from ._http import is_token
-from ._types import Headers, Integration
+from ._types import FrozenRecord, Headers, Integration
 from .events.request import HandledRequest, Request
 from .padding import PADDING_HEADER
 
@@ -113,14 +112,27 @@ def _connection_tokens(pairs: list[tuple[str, str]]) -> set[str]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Prelude:
-    """A decoded streaming prelude, as a reader (emulator, test transport) sees it."""
+class Prelude(FrozenRecord):
+    """A decoded streaming prelude, as a reader (emulator, test transport) sees it (immutable, by value).
+
+    A plain class, not a dataclass: building one runs ``exec`` at import, on the Lambda cold path.
+    """
+
+    __slots__ = ("status", "headers", "cookies", "raw")  # noqa: RUF023 (the constructor's order)
+    _unshown = ("raw",)
 
     status: int
     headers: list[tuple[str, str]]
     cookies: list[str]
-    raw: dict[str, Any] = field(repr=False)
+    raw: dict[str, Any]
+
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], cookies: list[str], raw: dict[str, Any]
+    ) -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "cookies", cookies)
+        object.__setattr__(self, "raw", raw)
 
 
 def build_prelude(

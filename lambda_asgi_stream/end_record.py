@@ -64,13 +64,14 @@ MAX_RECORD = 256
 
 _HEADER = END_RECORD_HEADER.encode()
 _JSON = rb'\{"bytes":(\d+),"sha256":"([0-9a-f]{64})"\}'
-# The record without its separator, at the very end of the body.
-_PATTERNS: dict[EndRecordFormat, re.Pattern[bytes]] = {
-    "sse": re.compile(rb"event: " + SSE_EVENT.encode() + rb"\ndata: " + _JSON + rb"\n\n\Z"),
-    "ndjson": re.compile(rb'\{"' + NDJSON_KEY.encode() + rb'":' + _JSON + rb"\}\n\Z"),
-    "csv": re.compile(CSV_TAG.encode() + rb",(\d+),([0-9a-f]{64})\r?\n\Z"),
+# The record without its separator, at the very end of the body. Only a reader needs these: compiled at
+# first use (re.compile keeps them), not at import on the runtime's cold path.
+_PATTERNS: dict[EndRecordFormat, bytes] = {
+    "sse": rb"event: " + SSE_EVENT.encode() + rb"\ndata: " + _JSON + rb"\n\n\Z",
+    "ndjson": rb'\{"' + NDJSON_KEY.encode() + rb'":' + _JSON + rb"\}\n\Z",
+    "csv": CSV_TAG.encode() + rb",(\d+),([0-9a-f]{64})\r?\n\Z",
 }
-_SEPARATOR = re.compile(rb"[\r\n]{0,4}")
+_SEPARATOR = rb"[\r\n]{0,4}"
 
 
 def parse_formats(value: str) -> frozenset[EndRecordFormat]:
@@ -235,7 +236,7 @@ class EndRecordReader:
 
     def finish(self) -> bytes:
         held, total = self._held, self.released + len(self._held)
-        match = _PATTERNS[self.format].search(held)
+        match = re.compile(_PATTERNS[self.format]).search(held)
         if match is None:
             raise EndRecordError(
                 "missing",
@@ -244,7 +245,9 @@ class EndRecordReader:
             )
         count, digest = int(match.group(1)), match.group(2).decode()
         start = count - self.released  # where the record (its separator first) begins in `held`
-        if not 0 <= start <= match.start() or not _SEPARATOR.fullmatch(held, start, match.start()):
+        if not 0 <= start <= match.start() or not re.compile(_SEPARATOR).fullmatch(
+            held, start, match.start()
+        ):
             raise EndRecordError(
                 "count",
                 f"the end record counts {count} bytes before it, but {self.released + match.start()} came",

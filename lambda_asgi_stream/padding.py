@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from ._types import FrozenRecord
 
 PaddingMode = Literal["none", "explicit", "idle"]
 PADDING_MODES: tuple[PaddingMode, ...] = ("none", "explicit", "idle")
@@ -162,23 +163,44 @@ def padding_alphabet(content_type: str, content_encoding: str = "") -> bytes | N
     return None if pad is None else _ALPHABETS[pad]
 
 
-@dataclass(frozen=True)
-class PaddingPolicy:
-    """How an app's responses are padded; chosen once, overridable per response by header."""
+class PaddingPolicy(FrozenRecord):
+    """How an app's responses are padded; chosen once, overridable per response by header.
 
-    mode: PaddingMode = "none"
-    idle_ms: float = DEFAULT_IDLE_MS
-    threshold: int = DEFAULT_THRESHOLD
-    budget: int = DEFAULT_BUDGET
-    rate: int = DEFAULT_RATE  # bytes/s the budget refills; 0: a hard cap
-    pad: PadFunction | None = None  # forces this pad function for every content type
-    latency_ms: float = DEFAULT_LATENCY_MS  # 0: push at every pause of idle_ms (the eager policy)
+    Immutable and compared by value; ``policy.replace(mode="explicit")`` gives a changed copy.
+    """
 
-    def __post_init__(self) -> None:
-        if self.mode not in PADDING_MODES:
-            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, not {self.mode!r}")
-        if self.threshold < 1 or min(self.idle_ms, self.budget, self.rate, self.latency_ms) < 0:
+    # In the order of the constructor's parameters, which repr follows.
+    __slots__ = ("mode", "idle_ms", "threshold", "budget", "rate", "pad", "latency_ms")  # noqa: RUF023
+
+    mode: PaddingMode
+    idle_ms: float
+    threshold: int
+    budget: int
+    rate: int  # bytes/s the budget refills; 0: a hard cap
+    pad: PadFunction | None  # forces this pad function for every content type
+    latency_ms: float  # 0: push at every pause of idle_ms (the eager policy)
+
+    def __init__(
+        self,
+        mode: PaddingMode = "none",
+        idle_ms: float = DEFAULT_IDLE_MS,
+        threshold: int = DEFAULT_THRESHOLD,
+        budget: int = DEFAULT_BUDGET,
+        rate: int = DEFAULT_RATE,
+        pad: PadFunction | None = None,
+        latency_ms: float = DEFAULT_LATENCY_MS,
+    ) -> None:
+        if mode not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, not {mode!r}")
+        if threshold < 1 or min(idle_ms, budget, rate, latency_ms) < 0:
             raise ValueError("padding threshold must be >= 1, idle_ms, budget, rate and latency_ms >= 0")
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "idle_ms", idle_ms)
+        object.__setattr__(self, "threshold", threshold)
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "pad", pad)
+        object.__setattr__(self, "latency_ms", latency_ms)
 
     def for_response(self, headers: list[tuple[str, str]]) -> Flusher | None:
         """A flusher for one response, or None when it is not to be padded."""

@@ -19,7 +19,8 @@ These work below the app, on the bytes, so sse-starlette's ``EventSourceResponse
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
+from ._types import FrozenRecord
 
 # One comment line and no blank line: written after any complete line, even inside an event the app has
 # not finished ("event: x\n" ... "data: y\n\n"), it never dispatches or splits that event (WHATWG HTML,
@@ -28,15 +29,24 @@ HEARTBEAT = b": heartbeat\n"
 DEFAULT_HEARTBEAT_S = 20.0
 
 
-@dataclass(frozen=True)
-class SSEOptions:
-    """SSE behaviour of the runtime for ``text/event-stream`` responses."""
+class SSEOptions(FrozenRecord):
+    """SSE behaviour of the runtime for ``text/event-stream`` responses (immutable, compared by value)."""
 
-    heartbeat_s: float = DEFAULT_HEARTBEAT_S  # 0 turns heartbeats off
-    error_event: bool = False
+    # In the order of the constructor's parameters, which repr follows.
+    __slots__ = ("heartbeat_s", "error_event", "error_detail")  # noqa: RUF023
+
+    heartbeat_s: float  # 0 turns heartbeats off
+    error_event: bool
     # The terminal event carries the exception's text only when this is set too: an error message can
     # hold what a browser must not see (a password in a connection string, a path).
-    error_detail: bool = False
+    error_detail: bool
+
+    def __init__(
+        self, heartbeat_s: float = DEFAULT_HEARTBEAT_S, error_event: bool = False, error_detail: bool = False
+    ) -> None:
+        object.__setattr__(self, "heartbeat_s", heartbeat_s)
+        object.__setattr__(self, "error_event", error_event)
+        object.__setattr__(self, "error_detail", error_detail)
 
 
 def is_event_stream(content_type: str) -> bool:

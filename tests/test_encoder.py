@@ -482,3 +482,17 @@ def test_the_usual_prelude_is_written_as_the_json_encoder_writes_it() -> None:
         assert _prelude_json(prelude) == _compact_json(prelude)
         prelude["cookies"] = ["a=1"]
         assert _prelude_json(prelude) == _compact_json(prelude)
+
+
+def test_prelude_is_an_immutable_value_whose_repr_leaves_the_raw_dict_out() -> None:
+    # A plain class now (it was a frozen dataclass with field(repr=False) on raw): same behaviour.
+    from lambda_asgi_stream.encoder import Prelude, parse_prelude
+
+    prelude = parse_prelude(b'{"statusCode":201,"headers":{"a":"b"},"cookies":["c=d"]}')
+    assert prelude == Prelude(
+        201, [("a", "b")], ["c=d"], {"statusCode": 201, "headers": {"a": "b"}, "cookies": ["c=d"]}
+    )
+    assert prelude != Prelude(201, [("a", "b")], ["c=d"], {})
+    assert repr(prelude) == "Prelude(status=201, headers=[('a', 'b')], cookies=['c=d'])"
+    with pytest.raises(AttributeError):
+        prelude.status = 200

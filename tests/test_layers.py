@@ -118,6 +118,45 @@ def test_the_cold_path_loads_asyncio_only() -> None:
     assert loaded & (ASYNC_STACK - {"asyncio"} | LOCAL_ONLY) == set()
 
 
+# What `run` never needs before the app's first request, each about a millisecond or more to import (or, for
+# a dataclass, to build each class with exec): imported where it is needed, off the cold path.
+COLD_PATH_EXCLUDED = {"argparse", "pathlib", "hashlib", "urllib", "dataclasses"}
+# events/ still imports urllib.parse and dataclasses at module level.
+COLD_PATH_EXCLUDED_LOADED_BY_EVENTS = {"urllib", "dataclasses"}
+
+
+def test_the_cold_path_leaves_out_what_run_does_not_need() -> None:
+    loaded = _loaded("import lambda_asgi_stream.__main__, lambda_asgi_stream.runtime")
+    assert loaded & COLD_PATH_EXCLUDED <= COLD_PATH_EXCLUDED_LOADED_BY_EVENTS
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports at module level (not inside a function or TYPE_CHECKING)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_cold_path_modules_import_the_excluded_ones_only_where_needed() -> None:
+    # Every module `run` loads, events/ aside (see above), keeps these out of its module-level imports.
+    code = (
+        "import json, sys\nimport lambda_asgi_stream.__main__, lambda_asgi_stream.runtime\n"
+        "ours = [m.__file__ for name, m in sys.modules.items() if name.startswith('lambda_asgi_stream')]\n"
+        "print(json.dumps(ours))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    files = [Path(name) for name in json.loads(out.stdout)]
+    assert len(files) > 10
+    for path in files:
+        if _unit(path) == "events":
+            continue
+        assert _top_level_imports(path) & COLD_PATH_EXCLUDED == set(), path.name
+
+
 def test_the_adapter_is_still_there_lazily() -> None:
     from lambda_asgi_stream import Adapter
     from lambda_asgi_stream.adapter import Adapter as Direct

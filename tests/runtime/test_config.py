@@ -7,6 +7,7 @@ import pytest
 from lambda_asgi_stream import ConfigError
 from lambda_asgi_stream.config import Config
 from lambda_asgi_stream.padding import PaddingPolicy
+from lambda_asgi_stream.sse import SSEOptions
 
 
 def test_defaults() -> None:
@@ -74,3 +75,65 @@ def test_streaming_mode_aliases(value: str) -> None:
 def test_bad_values_are_config_errors_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: value})
+
+
+# Config and its parts were frozen dataclasses; they are plain classes now (no `exec` at import on the
+# cold path) and must still behave as those did: keywords and positions, equality, hash, repr, immutable.
+def test_config_is_a_value() -> None:
+    config = Config(runtime_api="127.0.0.1:9001", log_level="DEBUG", exclude_headers=frozenset({"x-a"}))
+    same = Config("127.0.0.1:9001", "RESPONSE_STREAM", "auto", "", 500, 1, False, "DEBUG")
+    assert config != same  # exclude_headers differs
+    assert config == same.replace(exclude_headers=frozenset({"x-a"}))
+    assert hash(config) == hash(same.replace(exclude_headers=frozenset({"x-a"})))
+    assert Config() == Config() and Config().padding == PaddingPolicy(mode="idle")
+    assert Config() != Config(max_concurrency=2) and Config() != object()
+    assert repr(Config(end_record=frozenset({"sse"}))) == (
+        "Config(runtime_api='', invoke_mode='RESPONSE_STREAM', lifespan='auto', base_path='', "
+        "timeout_margin_ms=500, max_concurrency=1, snap_start=False, log_level='INFO', "
+        f"padding={PaddingPolicy(mode='idle')!r}, sse=SSEOptions(heartbeat_s=20.0, error_event=False, "
+        "error_detail=False), exclude_headers=frozenset(), end_record=frozenset({'sse'}))"
+    )
+    assert repr(PaddingPolicy()) == (
+        "PaddingPolicy(mode='none', idle_ms=5.0, threshold=102400, budget=4194304, rate=524288, pad=None, "
+        "latency_ms=200.0)"
+    )
+
+
+@pytest.mark.parametrize(
+    "value", [Config(), PaddingPolicy(mode="idle"), SSEOptions()], ids=lambda v: type(v).__name__
+)
+def test_settings_are_immutable(value: object) -> None:
+    name = type(value).__slots__[0]  # type: ignore[attr-defined]
+    before = getattr(value, name)
+    with pytest.raises(AttributeError):
+        setattr(value, name, before)
+    with pytest.raises(AttributeError):
+        delattr(value, name)
+    with pytest.raises(AttributeError):
+        value.unknown = 1  # type: ignore[attr-defined]
+    assert getattr(value, name) == before
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Config(log_level="DEBUG", exclude_headers=frozenset({"x-a"})), PaddingPolicy(mode="idle"), SSEOptions()],
+    ids=lambda v: type(v).__name__,
+)
+def test_settings_copy_and_pickle(value: object) -> None:
+    import copy
+    import pickle
+
+    for twin in (copy.copy(value), copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
+        assert twin == value and type(twin) is type(value)
+
+
+def test_replace_gives_a_checked_copy() -> None:
+    config = Config(log_level="DEBUG")
+    changed = config.replace(runtime_api="127.0.0.1:1", max_concurrency=3)
+    assert (changed.runtime_api, changed.max_concurrency, changed.log_level) == ("127.0.0.1:1", 3, "DEBUG")
+    assert (config.runtime_api, config.max_concurrency) == ("", 1)
+    with pytest.raises(TypeError, match="no field runtime"):
+        config.replace(runtime="x")
+    with pytest.raises(ValueError, match="padding must be one of"):
+        PaddingPolicy(mode="idle").replace(mode="always")
+    assert SSEOptions().replace(error_event=True) == SSEOptions(error_event=True)
