@@ -13,14 +13,10 @@ import binascii
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, unquote
 
 from .._errors import MalformedEventError
 from .._http import is_token
 from .._types import Headers
-
-ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.3"}
-
 
 # Characters that stay literal when a decoded path is quoted back into ``raw_path``: RFC 3986 pchar plus
 # "/" (the segment separator). Everything else, including "%", "?" and "#", is escaped.
@@ -34,6 +30,9 @@ _PATH_LITERAL = UNRESERVED | frozenset(_PATH_SAFE)
 # Per-call lookups made cheap: the validated forms of the values real events carry, computed once.
 _KNOWN_METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
+_PROTOCOLS: dict[str | None, str] = {
+    f"HTTP/{spelled}": version for spelled, version in _HTTP_VERSIONS.items()
+}
 
 
 # JSON can carry a lone surrogate ("\ud800") that no UTF-8 encoder accepts; it is passed on encoded
@@ -93,12 +92,15 @@ def single_values(value: Any, field: str) -> list[tuple[str, str]]:
 
 def multi_values(value: Any, field: str) -> list[tuple[str, str]]:
     """A ``{"name": ["v1", "v2"]}`` object as pairs, one per value, order kept."""
-    pairs: list[tuple[str, str]] = []
-    for name, items in obj(value, field).items():
-        if type(items) is list and len(items) == 1 and type(items[0]) is str:  # fast path: one value
-            pairs.append((name, items[0]))
-        else:
-            pairs.extend((name, item) for item in strings(items, f"{field}.{name}"))
+    items = obj(value, field).items()
+    pairs = [
+        (name, one[0]) for name, one in items if type(one) is list and len(one) == 1 and type(one[0]) is str
+    ]
+    if len(pairs) == len(items):  # fast path: every name has one plain string value
+        return pairs
+    pairs = []
+    for name, values in items:
+        pairs.extend((name, item) for item in strings(values, f"{field}.{name}"))
     return pairs
 
 
@@ -252,9 +254,29 @@ def scheme(first: Mapping[bytes, bytes], default: str = "https") -> str:
     return proto if proto in ("http", "https") else default
 
 
-def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> tuple[str, int | None] | None:
+Server = tuple[str, int | None]
+
+# Servers already worked out, by what they are worked out from: a function's events nearly all carry the
+# same Host and port, and a dict hit is a fifth of the cost. Bounded, since Host comes from clients.
+_servers: dict[tuple[bytes | None, bytes | None, str | None, str], Server | None] = {}
+_SERVERS_MAX = 256
+
+
+def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> Server | None:
     """``(host, port)`` from the Host header (or the event's domain) and ``x-forwarded-port``."""
-    raw_host = first.get(b"host")
+    key = (first.get(b"host"), first.get(b"x-forwarded-port"), domain, scheme)
+    try:
+        return _servers[key]
+    except KeyError:
+        found = _server(*key)
+    if len(_servers) < _SERVERS_MAX:
+        _servers[key] = found
+    return found
+
+
+def _server(
+    raw_host: bytes | None, raw_forwarded: bytes | None, domain: str | None, scheme: str
+) -> Server | None:
     host = raw_host.decode("latin-1") if raw_host else domain
     if not host:
         return None
@@ -266,7 +288,6 @@ def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> tup
     elif ":" in host:
         host, _, tail = host.rpartition(":")
         port = _port(tail)
-    raw_forwarded = first.get(b"x-forwarded-port")
     forwarded = _port(raw_forwarded.decode("latin-1").split(",")[0].strip()) if raw_forwarded else None
     port = forwarded or port or (443 if scheme == "https" else 80)
     return host, port
@@ -287,6 +308,9 @@ def client_from_forwarded_for(first: Mapping[bytes, bytes]) -> tuple[str, int] |
 
 def http_version(protocol: str | None) -> str:
     """``"HTTP/1.1"`` -> ``"1.1"``, ``"HTTP/2.0"`` -> ``"2"`` (ASGI spells HTTP/2 as ``"2"``)."""
+    known = _PROTOCOLS.get(protocol)  # fast path: spelled as API Gateway and Function URLs spell it
+    if known is not None:
+        return known
     if not protocol:
         return "1.1"
     version = protocol.upper().removeprefix("HTTP/")
@@ -302,7 +326,7 @@ def query_string(query: str) -> bytes:
     """
     if query.isascii():
         return query.encode("ascii")
-    return quote(query, safe=_QUERY_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+    return _quote(query, _QUERY_SAFE).encode("ascii")
 
 
 def encode_query(pairs: list[tuple[str, str]]) -> str:
@@ -317,7 +341,7 @@ def encode_query(pairs: list[tuple[str, str]]) -> str:
 def quote_component(text: str) -> str:
     if UNRESERVED.issuperset(text):  # fast path: quote(text, safe="") would return it unchanged
         return text
-    return quote(text, safe="", errors=_LONE_SURROGATES)
+    return _quote(text, "")
 
 
 def decode_path(raw: str, field: str) -> str:
@@ -326,21 +350,31 @@ def decode_path(raw: str, field: str) -> str:
         raise MalformedEventError(field, f"a path must start with '/', got {raw!r}")
     if "%" not in raw:  # fast path: nothing to decode
         return raw
-    return unquote(raw, encoding="utf-8", errors="replace")
+    import urllib.parse  # here, not at the top: see _quote
+
+    return urllib.parse.unquote(raw, encoding="utf-8", errors="replace")
 
 
 def quote_path(path: str) -> bytes:
     """The bytes of a decoded path, escaped back for ``raw_path`` (HTTP API gives no raw form)."""
     if _PATH_LITERAL.issuperset(path):  # fast path: nothing to escape
         return path.encode("ascii")
-    return quote(path, safe=_PATH_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+    return _quote(path, _PATH_SAFE).encode("ascii")
 
 
 def raw_path(raw: str) -> bytes:
     """A path as received (already percent-encoded); non-ASCII is escaped so ``raw_path`` stays ASCII."""
     if _RAW_PATH_LITERAL.issuperset(raw):  # fast path: nothing to escape
         return raw.encode("ascii")
-    return quote(raw, safe=_PATH_SAFE + "%", encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+    return _quote(raw, _PATH_SAFE + "%").encode("ascii")
+
+
+def _quote(text: str, safe: str) -> str:
+    """``urllib.parse.quote`` as UTF-8. Imported on first use: the fast paths above mostly spare it, and
+    importing it (with ``ipaddress``, which it pulls in) costs the Lambda cold start a few ms."""
+    import urllib.parse
+
+    return urllib.parse.quote(text, safe=safe, encoding="utf-8", errors=_LONE_SURROGATES)
 
 
 def root_path(path: str, base_path: str) -> str:
@@ -358,7 +392,6 @@ def root_path(path: str, base_path: str) -> str:
 
 
 def scope(
-    *,
     method: str,
     scheme: str,
     path: str,
@@ -368,11 +401,12 @@ def scope(
     headers: Headers,
     http_version: str,
     client: tuple[str, int] | None,
-    server: tuple[str, int | None] | None,
+    server: Server | None,
     event: Any,
     context: Any,
+    /,
 ) -> dict[str, Any]:
-    """An ASGI 3 HTTP scope.
+    """An ASGI 3 HTTP scope. (Positional, in scope order: it runs per event, and keywords cost a fifth.)
 
     ``path`` and ``raw_path`` are the full path the client asked for, ``root_path`` included: the
     convention of uvicorn (``--root-path``) and Starlette 0.33+, whose router strips ``root_path`` itself
@@ -380,7 +414,7 @@ def scope(
     """
     return {
         "type": "http",
-        "asgi": dict(ASGI_VERSIONS),
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # a literal: cheaper than copying one
         "http_version": http_version,
         "method": method,
         "scheme": scheme,
@@ -413,20 +447,11 @@ def forwarded_scope(
     """The scope for a load balancer's event (ALB, VPC Lattice): the path as received, HTTP/1.1, the
     client known only from ``x-forwarded-for`` and the server from the ``Host`` header."""
     path = decode_path(received, path_field)
-    return scope(
-        method=method,
-        scheme=scheme,
-        path=path,
-        raw_path=raw_path(received),
-        root_path=root_path(path, base_path),
-        query_string=query_string,
-        headers=headers,
-        http_version="1.1",
-        client=client_from_forwarded_for(first),
-        server=server(first, None, scheme),
-        event=event,
-        context=context,
-    )
+    raw = raw_path(received)
+    root = root_path(path, base_path)
+    client = client_from_forwarded_for(first)
+    found = server(first, None, scheme)
+    return scope(method, scheme, path, raw, root, query_string, headers, "1.1", client, found, event, context)
 
 
 def _kind(value: Any) -> str:

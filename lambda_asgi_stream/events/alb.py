@@ -46,4 +46,4 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         event=event,
         context=context,
     )
-    return Request(scope=scope, body=body, integration="alb", multi_value_headers=multi, streamable=False)
+    return Request(scope, body, "alb", multi, False)  # multi_value_headers as the event's; never streamable

@@ -46,27 +46,28 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
 
     scheme = c.scheme(first)
     source_ip = c.text(identity.get("sourceIp"), "requestContext.identity.sourceIp", default="")
+    method = c.method(event.get("httpMethod"), "httpMethod")
+    query_string = _query(event).encode("ascii")
+    protocol = c.text(request_context.get("protocol"), "requestContext.protocol", default="")
+    client = (source_ip, 0) if source_ip else None
+    server = c.server(first, domain or None, scheme)
     scope = c.scope(
-        method=c.method(event.get("httpMethod"), "httpMethod"),
-        scheme=scheme,
-        path=path,
-        raw_path=raw_path,
-        root_path=root,
-        query_string=_query(event).encode("ascii"),
-        headers=headers,
-        http_version=c.http_version(
-            c.text(request_context.get("protocol"), "requestContext.protocol", default="")
-        ),
-        client=(source_ip, 0) if source_ip else None,
-        server=c.server(first, domain or None, scheme),
-        event=event,
-        context=context,
+        method,
+        scheme,
+        path,
+        raw_path,
+        root,
+        query_string,
+        headers,
+        c.http_version(protocol),
+        client,
+        server,
+        event,
+        context,
     )
     # An HTTP API sending payload 1.0 looks like REST but says so in "version"; it cannot stream.
     streamable = event.get("version") != "1.0"
-    return Request(
-        scope=scope, body=body, integration="rest", multi_value_headers=True, streamable=streamable
-    )
+    return Request(scope, body, "rest", True, streamable)  # True: multi_value_headers
 
 
 def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> str:

@@ -59,27 +59,26 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     query = c.text(event.get("rawQueryString"), "rawQueryString", default="").removeprefix("?")
     scheme = c.scheme(first)
     source_ip = c.text(http.get("sourceIp"), "requestContext.http.sourceIp", default="")
+    method = c.method(http.get("method"), "requestContext.http.method")
+    protocol = c.text(http.get("protocol"), "requestContext.http.protocol", default="")
+    client = (source_ip, 0) if source_ip else None
+    server = c.server(first, domain, scheme)
     scope = c.scope(
-        method=c.method(http.get("method"), "requestContext.http.method"),
-        scheme=scheme,
-        path=path,
-        raw_path=raw_path,
-        root_path=root,
-        query_string=c.query_string(query),
-        headers=headers,
-        http_version=c.http_version(c.text(http.get("protocol"), "requestContext.http.protocol", default="")),
-        client=(source_ip, 0) if source_ip else None,
-        server=c.server(first, domain, scheme),
-        event=event,
-        context=context,
+        method,
+        scheme,
+        path,
+        raw_path,
+        root,
+        c.query_string(query),
+        headers,
+        c.http_version(protocol),
+        client,
+        server,
+        event,
+        context,
     )
-    return Request(
-        scope=scope,
-        body=body,
-        integration=integration,
-        multi_value_headers=False,
-        streamable=integration in STREAMING_INTEGRATIONS,
-    )
+    # False: multi_value_headers (2.0 responses have none)
+    return Request(scope, body, integration, False, integration in STREAMING_INTEGRATIONS)
 
 
 def _is_function_url(domain: str) -> bool:
