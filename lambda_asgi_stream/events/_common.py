@@ -92,15 +92,12 @@ def single_values(value: Any, field: str) -> list[tuple[str, str]]:
 
 def multi_values(value: Any, field: str) -> list[tuple[str, str]]:
     """A ``{"name": ["v1", "v2"]}`` object as pairs, one per value, order kept."""
-    items = obj(value, field).items()
-    pairs = [
-        (name, one[0]) for name, one in items if type(one) is list and len(one) == 1 and type(one[0]) is str
-    ]
-    if len(pairs) == len(items):  # fast path: every name has one plain string value
-        return pairs
-    pairs = []
-    for name, values in items:
-        pairs.extend((name, item) for item in strings(values, f"{field}.{name}"))
+    pairs: list[tuple[str, str]] = []
+    for name, items in obj(value, field).items():
+        if type(items) is list and len(items) == 1 and type(items[0]) is str:  # fast path: one value
+            pairs.append((name, items[0]))
+        else:
+            pairs.extend((name, item) for item in strings(items, f"{field}.{name}"))
     return pairs
 
 
