@@ -173,7 +173,7 @@ def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers
     """
     result: Headers = []
     cookies = 0
-    names = _header_names
+    names, values = _header_names, _header_values
     for name, value in pairs:
         if type(value) is not str:
             if value is None:  # seen in hand-written test events; means "no value"
@@ -183,17 +183,17 @@ def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers
             raw_name = names[name]
         except KeyError:
             raw_name = _header_name(name)
-        # RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
-        if raw_name is None or "\r" in value or "\n" in value or "\x00" in value:
+        if raw_name is None:
             continue
+        # Fast path: a value seen before is in the cache, checked and encoded. (A long one is not looked
+        # up: hashing it would cost more than encoding it.)
+        raw_value = values.get(value) if len(value) <= _HEADER_VALUE_CACHED_LEN else None
+        if raw_value is None:
+            raw_value = _header_value(value)
+            if raw_value is None:
+                continue
         if raw_name == b"cookie":
             cookies += 1
-        # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back
-        # the original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
-        try:
-            raw_value = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raw_value = value.encode("utf-8", _LONE_SURROGATES)
         result.append((raw_name, raw_value))
     if body:
         result.append((b"content-length", str(len(body)).encode("ascii")))
@@ -230,6 +230,32 @@ def _header_name(name: str) -> bytes | None:
     if len(_header_names) < _HEADER_NAMES_MAX:
         _header_names[name] = raw if valid else None
     return raw if valid else None
+
+
+# Values already seen, checked and encoded: most of an event's values (Accept, User-Agent, Host,
+# X-Forwarded-Proto...) recur from one invocation to the next. Values come from clients, so the cache is
+# bounded, and emptied when full: the values that recur are back after one event.
+_header_values: dict[str, bytes] = {}
+_HEADER_VALUES_MAX = 512
+_HEADER_VALUE_CACHED_LEN = 256
+
+
+def _header_value(value: str) -> bytes | None:
+    """The bytes of a header value, or None when the field must be dropped."""
+    # RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
+    if "\r" in value or "\n" in value or "\x00" in value:
+        return None
+    # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back the
+    # original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", _LONE_SURROGATES)
+    if len(value) <= _HEADER_VALUE_CACHED_LEN:
+        if len(_header_values) >= _HEADER_VALUES_MAX:
+            _header_values.clear()
+        _header_values[value] = raw
+    return raw
 
 
 def first_values(headers: Headers) -> dict[bytes, bytes]:
