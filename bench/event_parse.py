@@ -29,6 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
+# The four headers of buffered_vs_mangum.py's events (which imports them from here).
 HEADERS = [
     ("accept", "*/*"),
     ("accept-encoding", "gzip, deflate, br"),

@@ -61,19 +61,9 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         protocol = c.text(protocol, "requestContext.protocol", default="")
     client = (source_ip, 0) if source_ip else None
     server = c.server(first, domain or None, scheme)
+    version = c.http_version(protocol)
     scope = c.scope(
-        method,
-        scheme,
-        path,
-        raw_path,
-        root,
-        query_string,
-        headers,
-        c.http_version(protocol),
-        client,
-        server,
-        event,
-        context,
+        method, scheme, path, raw_path, root, query_string, headers, version, client, server, event, context
     )
     # An HTTP API sending payload 1.0 looks like REST but says so in "version"; it cannot stream.
     streamable = event.get("version") != "1.0"

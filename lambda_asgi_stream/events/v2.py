@@ -64,19 +64,9 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         protocol = c.text(protocol, "requestContext.http.protocol", default="")
     client = (source_ip, 0) if source_ip else None
     server = c.server(first, domain, scheme)
+    query_string, version = c.query_string(query.removeprefix("?")), c.http_version(protocol)
     scope = c.scope(
-        method,
-        scheme,
-        path,
-        raw_path,
-        root,
-        c.query_string(query.removeprefix("?")),
-        headers,
-        c.http_version(protocol),
-        client,
-        server,
-        event,
-        context,
+        method, scheme, path, raw_path, root, query_string, headers, version, client, server, event, context
     )
     # False: multi_value_headers (2.0 responses have none)
     return Request(scope, body, integration, False, integration in STREAMING_INTEGRATIONS)
