@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from event_parse import HEADERS  # this script's folder, bench/, is first on sys.path
 from fastapi import FastAPI
 from mangum import Mangum
 from starlette.applications import Starlette
@@ -88,14 +89,6 @@ def fastapi_app() -> FastAPI:
         return {"message": "Hello, world!"}
 
     return app
-
-
-HEADERS = [
-    ("accept", "*/*"),
-    ("accept-encoding", "gzip, deflate, br"),
-    ("user-agent", "curl/8.5.0"),
-    ("x-amzn-trace-id", "Root=1-67891233-abcdef012345678912345678"),
-]
 
 
 def events() -> dict[str, dict[str, Any]]:

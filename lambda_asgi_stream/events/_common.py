@@ -13,14 +13,10 @@ import binascii
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, unquote
 
 from .._errors import MalformedEventError
 from .._http import is_token
 from .._types import Headers
-
-ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.3"}
-
 
 # Characters that stay literal when a decoded path is quoted back into ``raw_path``: RFC 3986 pchar plus
 # "/" (the segment separator). Everything else, including "%", "?" and "#", is escaped.
@@ -34,6 +30,9 @@ _PATH_LITERAL = UNRESERVED | frozenset(_PATH_SAFE)
 # Per-call lookups made cheap: the validated forms of the values real events carry, computed once.
 _KNOWN_METHODS = {m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _HTTP_VERSIONS = {"1.0": "1.0", "1.1": "1.1", "2": "2", "2.0": "2", "3": "3", "3.0": "3"}
+_PROTOCOLS: dict[str | None, str] = {
+    f"HTTP/{spelled}": version for spelled, version in _HTTP_VERSIONS.items()
+}
 
 
 # JSON can carry a lone surrogate ("\ud800") that no UTF-8 encoder accepts; it is passed on encoded
@@ -174,7 +173,7 @@ def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers
     """
     result: Headers = []
     cookies = 0
-    names = _header_names
+    names, values = _header_names, _header_values
     for name, value in pairs:
         if type(value) is not str:
             if value is None:  # seen in hand-written test events; means "no value"
@@ -184,17 +183,17 @@ def headers(pairs: Iterable[tuple[str, Any]], body: bytes, field: str = "headers
             raw_name = names[name]
         except KeyError:
             raw_name = _header_name(name)
-        # RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
-        if raw_name is None or "\r" in value or "\n" in value or "\x00" in value:
+        if raw_name is None:
             continue
+        # Fast path: a value seen before is in the cache, checked and encoded. (A long one is not looked
+        # up: hashing it would cost more than encoding it.)
+        raw_value = values.get(value) if len(value) <= _HEADER_VALUE_CACHED_LEN else None
+        if raw_value is None:
+            raw_value = _header_value(value)
+            if raw_value is None:
+                continue
         if raw_name == b"cookie":
             cookies += 1
-        # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back
-        # the original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
-        try:
-            raw_value = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raw_value = value.encode("utf-8", _LONE_SURROGATES)
         result.append((raw_name, raw_value))
     if body:
         result.append((b"content-length", str(len(body)).encode("ascii")))
@@ -233,6 +232,32 @@ def _header_name(name: str) -> bytes | None:
     return raw if valid else None
 
 
+# Values already seen, checked and encoded: most of an event's values (Accept, User-Agent, Host,
+# X-Forwarded-Proto...) recur from one invocation to the next. Values come from clients, so the cache is
+# bounded, and emptied when full: the values that recur are back after one event.
+_header_values: dict[str, bytes] = {}
+_HEADER_VALUES_MAX = 512
+_HEADER_VALUE_CACHED_LEN = 256
+
+
+def _header_value(value: str) -> bytes | None:
+    """The bytes of a header value, or None when the field must be dropped."""
+    # RFC 9110 5.5: CR, LF and NUL are never valid in a field value (header injection).
+    if "\r" in value or "\n" in value or "\x00" in value:
+        return None
+    # HTTP field values are bytes; API Gateway hands them to us as JSON strings. Latin-1 gives back the
+    # original octets for every value an HTTP/1.1 client can send; anything wider came in as UTF-8.
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", _LONE_SURROGATES)
+    if len(value) <= _HEADER_VALUE_CACHED_LEN:
+        if len(_header_values) >= _HEADER_VALUES_MAX:
+            _header_values.clear()
+        _header_values[value] = raw
+    return raw
+
+
 def first_values(headers: Headers) -> dict[bytes, bytes]:
     """Each header name's first value: one pass at C speed for the few lookups a parser makes."""
     return dict(reversed(headers))
@@ -252,9 +277,29 @@ def scheme(first: Mapping[bytes, bytes], default: str = "https") -> str:
     return proto if proto in ("http", "https") else default
 
 
-def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> tuple[str, int | None] | None:
+Server = tuple[str, int | None]
+
+# Servers already worked out, by what they are worked out from: a function's events nearly all carry the
+# same Host and port, and a dict hit is a fifth of the cost. Bounded, since Host comes from clients.
+_servers: dict[tuple[bytes | None, bytes | None, str | None, str], Server | None] = {}
+_SERVERS_MAX = 256
+
+
+def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> Server | None:
     """``(host, port)`` from the Host header (or the event's domain) and ``x-forwarded-port``."""
-    raw_host = first.get(b"host")
+    key = (first.get(b"host"), first.get(b"x-forwarded-port"), domain, scheme)
+    try:
+        return _servers[key]
+    except KeyError:
+        found = _server(*key)
+    if len(_servers) < _SERVERS_MAX:
+        _servers[key] = found
+    return found
+
+
+def _server(
+    raw_host: bytes | None, raw_forwarded: bytes | None, domain: str | None, scheme: str
+) -> Server | None:
     host = raw_host.decode("latin-1") if raw_host else domain
     if not host:
         return None
@@ -266,7 +311,6 @@ def server(first: Mapping[bytes, bytes], domain: str | None, scheme: str) -> tup
     elif ":" in host:
         host, _, tail = host.rpartition(":")
         port = _port(tail)
-    raw_forwarded = first.get(b"x-forwarded-port")
     forwarded = _port(raw_forwarded.decode("latin-1").split(",")[0].strip()) if raw_forwarded else None
     port = forwarded or port or (443 if scheme == "https" else 80)
     return host, port
@@ -287,6 +331,9 @@ def client_from_forwarded_for(first: Mapping[bytes, bytes]) -> tuple[str, int] |
 
 def http_version(protocol: str | None) -> str:
     """``"HTTP/1.1"`` -> ``"1.1"``, ``"HTTP/2.0"`` -> ``"2"`` (ASGI spells HTTP/2 as ``"2"``)."""
+    known = _PROTOCOLS.get(protocol)  # fast path: spelled as API Gateway and Function URLs spell it
+    if known is not None:
+        return known
     if not protocol:
         return "1.1"
     version = protocol.upper().removeprefix("HTTP/")
@@ -302,7 +349,7 @@ def query_string(query: str) -> bytes:
     """
     if query.isascii():
         return query.encode("ascii")
-    return quote(query, safe=_QUERY_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+    return _quote(query, _QUERY_SAFE).encode("ascii")
 
 
 def encode_query(pairs: list[tuple[str, str]]) -> str:
@@ -317,7 +364,7 @@ def encode_query(pairs: list[tuple[str, str]]) -> str:
 def quote_component(text: str) -> str:
     if UNRESERVED.issuperset(text):  # fast path: quote(text, safe="") would return it unchanged
         return text
-    return quote(text, safe="", errors=_LONE_SURROGATES)
+    return _quote(text, "")
 
 
 def decode_path(raw: str, field: str) -> str:
@@ -326,21 +373,31 @@ def decode_path(raw: str, field: str) -> str:
         raise MalformedEventError(field, f"a path must start with '/', got {raw!r}")
     if "%" not in raw:  # fast path: nothing to decode
         return raw
-    return unquote(raw, encoding="utf-8", errors="replace")
+    import urllib.parse  # here, not at the top: see _quote
+
+    return urllib.parse.unquote(raw, encoding="utf-8", errors="replace")
 
 
 def quote_path(path: str) -> bytes:
     """The bytes of a decoded path, escaped back for ``raw_path`` (HTTP API gives no raw form)."""
     if _PATH_LITERAL.issuperset(path):  # fast path: nothing to escape
         return path.encode("ascii")
-    return quote(path, safe=_PATH_SAFE, encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+    return _quote(path, _PATH_SAFE).encode("ascii")
 
 
 def raw_path(raw: str) -> bytes:
     """A path as received (already percent-encoded); non-ASCII is escaped so ``raw_path`` stays ASCII."""
     if _RAW_PATH_LITERAL.issuperset(raw):  # fast path: nothing to escape
         return raw.encode("ascii")
-    return quote(raw, safe=_PATH_SAFE + "%", encoding="utf-8", errors=_LONE_SURROGATES).encode("ascii")
+    return _quote(raw, _PATH_SAFE + "%").encode("ascii")
+
+
+def _quote(text: str, safe: str) -> str:
+    """``urllib.parse.quote`` as UTF-8. Imported on first use: the fast paths above mostly spare it, and
+    importing it (with ``ipaddress``, which it pulls in) costs the Lambda cold start a few ms."""
+    import urllib.parse
+
+    return urllib.parse.quote(text, safe=safe, encoding="utf-8", errors=_LONE_SURROGATES)
 
 
 def root_path(path: str, base_path: str) -> str:
@@ -358,7 +415,6 @@ def root_path(path: str, base_path: str) -> str:
 
 
 def scope(
-    *,
     method: str,
     scheme: str,
     path: str,
@@ -368,11 +424,12 @@ def scope(
     headers: Headers,
     http_version: str,
     client: tuple[str, int] | None,
-    server: tuple[str, int | None] | None,
+    server: Server | None,
     event: Any,
     context: Any,
+    /,
 ) -> dict[str, Any]:
-    """An ASGI 3 HTTP scope.
+    """An ASGI 3 HTTP scope. (Positional, in scope order: it runs per event, and keywords cost a fifth.)
 
     ``path`` and ``raw_path`` are the full path the client asked for, ``root_path`` included: the
     convention of uvicorn (``--root-path``) and Starlette 0.33+, whose router strips ``root_path`` itself
@@ -380,7 +437,7 @@ def scope(
     """
     return {
         "type": "http",
-        "asgi": dict(ASGI_VERSIONS),
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # a literal: cheaper than copying one
         "http_version": http_version,
         "method": method,
         "scheme": scheme,
@@ -413,20 +470,11 @@ def forwarded_scope(
     """The scope for a load balancer's event (ALB, VPC Lattice): the path as received, HTTP/1.1, the
     client known only from ``x-forwarded-for`` and the server from the ``Host`` header."""
     path = decode_path(received, path_field)
-    return scope(
-        method=method,
-        scheme=scheme,
-        path=path,
-        raw_path=raw_path(received),
-        root_path=root_path(path, base_path),
-        query_string=query_string,
-        headers=headers,
-        http_version="1.1",
-        client=client_from_forwarded_for(first),
-        server=server(first, None, scheme),
-        event=event,
-        context=context,
-    )
+    raw = raw_path(received)
+    root = root_path(path, base_path)
+    client = client_from_forwarded_for(first)
+    found = server(first, None, scheme)
+    return scope(method, scheme, path, raw, root, query_string, headers, "1.1", client, found, event, context)
 
 
 def _kind(value: Any) -> str:

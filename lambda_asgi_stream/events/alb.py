@@ -15,11 +15,6 @@ from . import _common as c
 from .request import Request
 
 
-def is_alb(event: dict[str, Any]) -> bool:
-    context = event.get("requestContext")
-    return isinstance(context, dict) and "elb" in context
-
-
 def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     multi = "multiValueHeaders" in event and event["multiValueHeaders"] is not None
     body = c.body(event.get("body"), event.get("isBase64Encoded"))
@@ -46,4 +41,4 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         event=event,
         context=context,
     )
-    return Request(scope=scope, body=body, integration="alb", multi_value_headers=multi, streamable=False)
+    return Request(scope, body, "alb", multi, False)  # multi_value_headers as the event's; never streamable

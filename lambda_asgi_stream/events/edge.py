@@ -51,19 +51,13 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         config.get("distributionDomainName"), "Records[0].cf.config.distributionDomainName", default=""
     )
     client_ip = c.text(request.get("clientIp"), f"{_REQUEST}.clientIp", default="")
+    method = c.method(request.get("method"), f"{_REQUEST}.method")
+    raw_path, root = c.raw_path(received), c.root_path(path, base_path)
+    client = (client_ip, 0) if client_ip else None
+    server = c.server(first, domain or None, scheme)
+    query_string = c.query_string(query.removeprefix("?"))
     scope = c.scope(
-        method=c.method(request.get("method"), f"{_REQUEST}.method"),
-        scheme=scheme,
-        path=path,
-        raw_path=c.raw_path(received),
-        root_path=c.root_path(path, base_path),
-        query_string=c.query_string(query.removeprefix("?")),
-        headers=headers,
-        http_version="1.1",
-        client=(client_ip, 0) if client_ip else None,
-        server=c.server(first, domain or None, scheme),
-        event=event,
-        context=context,
+        method, scheme, path, raw_path, root, query_string, headers, "1.1", client, server, event, context
     )
     return Request(
         scope=scope, body=body, integration="lambda-at-edge", multi_value_headers=True, streamable=False

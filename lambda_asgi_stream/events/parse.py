@@ -2,7 +2,8 @@
 
 Detection goes by the shape of ``requestContext`` (Hono misread REST events behind a custom domain as 2.0
 because it looked at ``rawPath``): ``requestContext.elb`` is ALB, ``requestContext.http`` with
-``version == "2.0"`` is payload 2.0, ``httpMethod`` + ``requestContext`` is REST / payload 1.0. The
+``version == "2.0"`` is payload 2.0, ``httpMethod`` + ``requestContext`` is REST / payload 1.0 (tested
+in that order, on the one lookup of ``requestContext``). The
 sources that cannot stream and are rarer (Lambda@Edge's ``Records[0].cf``, VPC Lattice) are tried only
 after those, so they cost the common formats nothing.
 """
@@ -47,12 +48,14 @@ def parse_event(
         raise UnsupportedEventError(f"a Lambda HTTP event is a JSON object, got {type(event).__name__}")
     if base_path and base_path[0] != "/":  # Mangum's "v1": without this it would match no path at all
         base_path = normalize_base_path(base_path)
-    if alb.is_alb(event):
-        return alb.parse(event, context, base_path)
-    if v2.is_v2(event):
-        return v2.parse(event, context, base_path)
-    if v1.is_v1(event):
-        return v1.parse(event, context, base_path)
+    request_context = event.get("requestContext")
+    if isinstance(request_context, dict):  # the formats that carry nearly all traffic, in that order
+        if "elb" in request_context:
+            return alb.parse(event, context, base_path)
+        if "http" in request_context and event.get("version") == "2.0":
+            return v2.parse(event, context, base_path)
+        if "httpMethod" in event:
+            return v1.parse(event, context, base_path)
     if edge.is_edge(event):
         return edge.parse(event, context, base_path)
     if lattice.is_lattice_v2(event) or lattice.is_lattice_v1(event):

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .handlers import EventHandler
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """One HTTP request taken from a Lambda event.
 
@@ -28,6 +28,31 @@ class Request:
     integration: Integration
     multi_value_headers: bool
     streamable: bool = True
+
+    # One is built per invocation. The ``__init__`` that ``frozen=True`` writes sets each field through
+    # ``object.__setattr__`` (looked up per field); the slots' own setters, fetched once below, do the same
+    # store in a third less time. The class stays a frozen dataclass (fields, replace, eq, hash, repr).
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        body: bytes,
+        integration: Integration,
+        multi_value_headers: bool,
+        streamable: bool = True,
+    ) -> None:
+        _set_scope(self, scope)
+        _set_body(self, body)
+        _set_integration(self, integration)
+        _set_multi_value_headers(self, multi_value_headers)
+        _set_streamable(self, streamable)
+
+
+_fields = vars(Request)  # the slots' member descriptors
+_set_scope = _fields["scope"].__set__
+_set_body = _fields["body"].__set__
+_set_integration = _fields["integration"].__set__
+_set_multi_value_headers = _fields["multi_value_headers"].__set__
+_set_streamable = _fields["streamable"].__set__
 
 
 @dataclass(frozen=True, slots=True)

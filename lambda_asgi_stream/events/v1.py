@@ -16,14 +16,18 @@ from . import _common as c
 from .request import Request
 
 
-def is_v1(event: dict[str, Any]) -> bool:
-    return "httpMethod" in event and isinstance(event.get("requestContext"), dict)
-
-
 def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
-    request_context = c.obj(event.get("requestContext"), "requestContext", required=True)
-    identity = c.obj(request_context.get("identity"), "requestContext.identity")
-    domain = c.text(request_context.get("domainName"), "requestContext.domainName", default="")
+    # As in v2.parse: a field of its usual JSON type is taken as it is, anything else goes to the checking
+    # reader, in the order of the checks.
+    request_context = event.get("requestContext")
+    if type(request_context) is not dict:
+        request_context = c.obj(request_context, "requestContext", required=True)
+    identity = request_context.get("identity")
+    if type(identity) is not dict:
+        identity = c.obj(identity, "requestContext.identity")
+    domain = request_context.get("domainName")
+    if type(domain) is not str:
+        domain = c.text(domain, "requestContext.domainName", default="")
 
     body = c.body(event.get("body"), event.get("isBase64Encoded"))
     # multiValueHeaders is authoritative: ``headers`` keeps only the last value of a repeated header
@@ -38,35 +42,32 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
     if type(received) is not str or not received:
         # ``requestContext.path`` is the client's own path (stage included), a second place to find it.
         received = c.path_text(received or request_context.get("path"), "path")
-    stage = c.text(request_context.get("stage"), "requestContext.stage", default="")
+    stage = request_context.get("stage")
+    if type(stage) is not str:
+        stage = c.text(stage, "requestContext.stage", default="")
     prefix = _stage_prefix(received, stage, domain, request_context)
     path = prefix + c.decode_path(received, "path")
     raw_path = c.raw_path(prefix + received)
     root = c.root_path(path, prefix or base_path)
 
     scheme = c.scheme(first)
-    source_ip = c.text(identity.get("sourceIp"), "requestContext.identity.sourceIp", default="")
+    source_ip = identity.get("sourceIp")
+    if type(source_ip) is not str:
+        source_ip = c.text(source_ip, "requestContext.identity.sourceIp", default="")
+    method = c.method(event.get("httpMethod"), "httpMethod")
+    query_string = _query(event)
+    protocol = request_context.get("protocol")
+    if type(protocol) is not str:
+        protocol = c.text(protocol, "requestContext.protocol", default="")
+    client = (source_ip, 0) if source_ip else None
+    server = c.server(first, domain or None, scheme)
+    version = c.http_version(protocol)
     scope = c.scope(
-        method=c.method(event.get("httpMethod"), "httpMethod"),
-        scheme=scheme,
-        path=path,
-        raw_path=raw_path,
-        root_path=root,
-        query_string=_query(event).encode("ascii"),
-        headers=headers,
-        http_version=c.http_version(
-            c.text(request_context.get("protocol"), "requestContext.protocol", default="")
-        ),
-        client=(source_ip, 0) if source_ip else None,
-        server=c.server(first, domain or None, scheme),
-        event=event,
-        context=context,
+        method, scheme, path, raw_path, root, query_string, headers, version, client, server, event, context
     )
     # An HTTP API sending payload 1.0 looks like REST but says so in "version"; it cannot stream.
     streamable = event.get("version") != "1.0"
-    return Request(
-        scope=scope, body=body, integration="rest", multi_value_headers=True, streamable=streamable
-    )
+    return Request(scope, body, "rest", True, streamable)  # True: multi_value_headers
 
 
 def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> str:
@@ -89,7 +90,11 @@ def _stage_prefix(path: str, stage: str, domain: str, request_context: Any) -> s
     return prefix
 
 
-def _query(event: dict[str, Any]) -> str:
-    multi = c.multi_values(event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters")
-    pairs = multi or c.single_values(event.get("queryStringParameters"), "queryStringParameters")
-    return c.encode_query(pairs)
+def _query(event: dict[str, Any]) -> bytes:
+    multi = event.get("multiValueQueryStringParameters")
+    single = event.get("queryStringParameters")
+    if (multi is None or multi == {}) and (single is None or single == {}):
+        return b""  # fast path: no query, as API Gateway sends it (null); the readers take {} alike
+    pairs = c.multi_values(multi, "multiValueQueryStringParameters")
+    pairs = pairs or c.single_values(single, "queryStringParameters")
+    return c.encode_query(pairs).encode("ascii")

@@ -12,35 +12,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._types import STREAMING_INTEGRATIONS, Integration
+from .._types import STREAMING_INTEGRATIONS, Headers, Integration
 from . import _common as c
 from .request import Request
 
 
-def is_v2(event: dict[str, Any]) -> bool:
-    context = event.get("requestContext")
-    return event.get("version") == "2.0" and isinstance(context, dict) and "http" in context
-
-
 def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
-    request_context = c.obj(event.get("requestContext"), "requestContext", required=True)
-    http = c.obj(request_context.get("http"), "requestContext.http", required=True)
-    domain = c.text(request_context.get("domainName"), "requestContext.domainName", default="")
+    # Each field is taken as it is when it has the plain JSON type it nearly always has; anything else goes
+    # to the checking reader (``c.obj``, ``c.text``), which gives the default or the error naming the field.
+    # The order of the reads is the order of the checks: the first bad field is the one reported.
+    request_context = event.get("requestContext")
+    if type(request_context) is not dict:
+        request_context = c.obj(request_context, "requestContext", required=True)
+    http = request_context.get("http")
+    if type(http) is not dict:
+        http = c.obj(http, "requestContext.http", required=True)
+    domain = request_context.get("domainName")
+    if type(domain) is not str:
+        domain = c.text(domain, "requestContext.domainName", default="")
     integration: Integration = "function-url" if _is_function_url(domain) else "http-api"
 
     body = c.body(event.get("body"), event.get("isBase64Encoded"))
-    cookies = event.get("cookies")
-    if cookies is None or cookies == []:  # fast path: the headers object as it is, no copy
-        headers = c.headers(c.obj(event.get("headers"), "headers").items(), body)
-    else:
-        # 2.0 moves every Cookie header into the ``cookies`` array and removes it from ``headers``; the
-        # ``"; "`` join is the Cookie header's own separator (RFC 6265 5.4), which Starlette splits on.
-        pairs = c.single_values(event.get("headers"), "headers")
-        cookie_values = c.strings(cookies, "cookies")
-        if cookie_values:
-            pairs = [(name, value) for name, value in pairs if name.lower() != "cookie"]
-            pairs.append(("cookie", "; ".join(cookie_values)))
-        headers = c.headers(pairs, body)
+    headers = _headers(event, body)
     first = c.first_values(headers)
 
     raw = event.get("rawPath")
@@ -54,32 +47,46 @@ def parse(event: dict[str, Any], context: Any, base_path: str) -> Request:
         path = raw if raw.startswith("/") else c.decode_path(raw, "rawPath")
         raw_path = c.quote_path(path)
 
-    stage = c.text(request_context.get("stage"), "requestContext.stage", default="$default")
+    stage = request_context.get("stage")
+    if type(stage) is not str:
+        stage = c.text(stage, "requestContext.stage", default="$default")
     root = c.root_path(path, base_path) or _stage_root(path, stage, domain)
-    query = c.text(event.get("rawQueryString"), "rawQueryString", default="").removeprefix("?")
+    query = event.get("rawQueryString")
+    if type(query) is not str:
+        query = c.text(query, "rawQueryString", default="")
     scheme = c.scheme(first)
-    source_ip = c.text(http.get("sourceIp"), "requestContext.http.sourceIp", default="")
+    source_ip = http.get("sourceIp")
+    if type(source_ip) is not str:
+        source_ip = c.text(source_ip, "requestContext.http.sourceIp", default="")
+    method = c.method(http.get("method"), "requestContext.http.method")
+    protocol = http.get("protocol")
+    if type(protocol) is not str:
+        protocol = c.text(protocol, "requestContext.http.protocol", default="")
+    client = (source_ip, 0) if source_ip else None
+    server = c.server(first, domain, scheme)
+    query_string, version = c.query_string(query.removeprefix("?")), c.http_version(protocol)
     scope = c.scope(
-        method=c.method(http.get("method"), "requestContext.http.method"),
-        scheme=scheme,
-        path=path,
-        raw_path=raw_path,
-        root_path=root,
-        query_string=c.query_string(query),
-        headers=headers,
-        http_version=c.http_version(c.text(http.get("protocol"), "requestContext.http.protocol", default="")),
-        client=(source_ip, 0) if source_ip else None,
-        server=c.server(first, domain, scheme),
-        event=event,
-        context=context,
+        method, scheme, path, raw_path, root, query_string, headers, version, client, server, event, context
     )
-    return Request(
-        scope=scope,
-        body=body,
-        integration=integration,
-        multi_value_headers=False,
-        streamable=integration in STREAMING_INTEGRATIONS,
-    )
+    # False: multi_value_headers (2.0 responses have none)
+    return Request(scope, body, integration, False, integration in STREAMING_INTEGRATIONS)
+
+
+def _headers(event: dict[str, Any], body: bytes) -> Headers:
+    cookies = event.get("cookies")
+    if cookies is None or cookies == []:  # fast path: the headers object as it is, no copy
+        headers = event.get("headers")
+        if type(headers) is not dict:
+            headers = c.obj(headers, "headers")
+        return c.headers(headers.items(), body)
+    # 2.0 moves every Cookie header into the ``cookies`` array and removes it from ``headers``; the
+    # ``"; "`` join is the Cookie header's own separator (RFC 6265 5.4), which Starlette splits on.
+    pairs = c.single_values(event.get("headers"), "headers")
+    cookie_values = c.strings(cookies, "cookies")
+    if cookie_values:
+        pairs = [(name, value) for name, value in pairs if name.lower() != "cookie"]
+        pairs.append(("cookie", "; ".join(cookie_values)))
+    return c.headers(pairs, body)
 
 
 def _is_function_url(domain: str) -> bool:
