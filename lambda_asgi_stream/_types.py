@@ -97,13 +97,18 @@ class Record:
     __slots__ = ()
     #: Fields left out of ``repr`` (as ``field(repr=False)``): bulky payloads.
     _unshown: tuple[str, ...] = ("event",)
+    #: Every field, a base class's first (its ``__slots__`` and those of the classes it extends).
+    _fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._fields = (*cls._fields, *cls.__dict__.get("__slots__", ()))
 
     def _values(self) -> tuple[Any, ...]:
-        names: tuple[str, ...] = type(self).__slots__
-        return tuple(getattr(self, name) for name in names)
+        return tuple(getattr(self, name) for name in self._fields)
 
     def __repr__(self) -> str:
-        names: tuple[str, ...] = type(self).__slots__
+        names = self._fields
         unshown = self._unshown
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names if name not in unshown)
         return f"{type(self).__name__}({shown})"
@@ -120,10 +125,11 @@ class Record:
 class FrozenRecord(Record):
     """A :class:`Record` that refuses to be changed, as a frozen dataclass does, for public settings values.
 
-    ``__slots__`` names the fields in the order of ``__init__``'s parameters, which ``repr``, ``copy`` and
-    ``pickle`` follow. ``__init__`` sets each field with ``object.__setattr__``; after that, setting or
-    deleting any attribute raises ``AttributeError`` (a frozen dataclass raises ``FrozenInstanceError``, a
-    subclass of it). :meth:`replace` is ``dataclasses.replace`` for these classes.
+    ``__slots__`` names the fields in the order of ``__init__``'s parameters (a subclass's after its
+    base's), which ``repr``, ``copy`` and ``pickle`` follow. ``__init__`` sets each field with
+    ``object.__setattr__``; after that, setting or deleting any attribute raises ``AttributeError`` (a
+    frozen dataclass raises ``FrozenInstanceError``, a subclass of it). :meth:`replace` is
+    ``dataclasses.replace`` for these classes.
     """
 
     __slots__ = ()
@@ -141,7 +147,7 @@ class FrozenRecord(Record):
 
     def replace(self: _Frozen, **changes: Any) -> _Frozen:
         """A copy with ``changes`` (field names as keywords) applied, checked as the constructor checks."""
-        names: tuple[str, ...] = type(self).__slots__
+        names = self._fields
         unknown = changes.keys() - set(names)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")

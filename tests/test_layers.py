@@ -121,13 +121,11 @@ def test_the_cold_path_loads_asyncio_only() -> None:
 # What `run` never needs before the app's first request, each about a millisecond or more to import (or, for
 # a dataclass, to build each class with exec): imported where it is needed, off the cold path.
 COLD_PATH_EXCLUDED = {"argparse", "pathlib", "hashlib", "urllib", "dataclasses"}
-# events/ still imports urllib.parse and dataclasses at module level.
-COLD_PATH_EXCLUDED_LOADED_BY_EVENTS = {"urllib", "dataclasses"}
 
 
 def test_the_cold_path_leaves_out_what_run_does_not_need() -> None:
     loaded = _loaded("import lambda_asgi_stream.__main__, lambda_asgi_stream.runtime")
-    assert loaded & COLD_PATH_EXCLUDED <= COLD_PATH_EXCLUDED_LOADED_BY_EVENTS
+    assert loaded & COLD_PATH_EXCLUDED == set()
 
 
 def _top_level_imports(path: Path) -> set[str]:
@@ -142,7 +140,7 @@ def _top_level_imports(path: Path) -> set[str]:
 
 
 def test_the_cold_path_modules_import_the_excluded_ones_only_where_needed() -> None:
-    # Every module `run` loads, events/ aside (see above), keeps these out of its module-level imports.
+    # Every module `run` loads keeps these out of its module-level imports.
     code = (
         "import json, sys\nimport lambda_asgi_stream.__main__, lambda_asgi_stream.runtime\n"
         "ours = [m.__file__ for name, m in sys.modules.items() if name.startswith('lambda_asgi_stream')]\n"
@@ -152,8 +150,6 @@ def test_the_cold_path_modules_import_the_excluded_ones_only_where_needed() -> N
     files = [Path(name) for name in json.loads(out.stdout)]
     assert len(files) > 10
     for path in files:
-        if _unit(path) == "events":
-            continue
         assert _top_level_imports(path) & COLD_PATH_EXCLUDED == set(), path.name
 
 

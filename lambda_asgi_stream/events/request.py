@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._types import Integration
+from .._types import FrozenRecord, Integration
 
 if TYPE_CHECKING:
     from .handlers import EventHandler
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Request:
+class Request(FrozenRecord):
     """One HTTP request taken from a Lambda event.
 
     ``scope`` is a complete ASGI 3 HTTP scope (without ``state``, which the caller adds) plus Mangum's
@@ -21,17 +19,20 @@ class Request:
     ``multiValueHeaders`` (always for REST, for ALB when the target group has multi-value headers on).
     ``streamable`` says whether the invoker can take a streamed response at all: a Function URL or a REST
     API can; an HTTP API (either payload version), ALB, Lambda@Edge and VPC Lattice invoke buffered only.
+
+    An immutable value (equality, hash, ``repr``, :meth:`replace`), built once per invocation: a plain
+    slotted class rather than a dataclass, whose creation at import costs the cold start a few ms.
     """
+
+    __slots__ = ("scope", "body", "integration", "multi_value_headers", "streamable")  # noqa: RUF023
+    _unshown = ()
 
     scope: dict[str, Any]
     body: bytes
     integration: Integration
     multi_value_headers: bool
-    streamable: bool = True
+    streamable: bool
 
-    # One is built per invocation. The ``__init__`` that ``frozen=True`` writes sets each field through
-    # ``object.__setattr__`` (looked up per field); the slots' own setters, fetched once below, do the same
-    # store in a third less time. The class stays a frozen dataclass (fields, replace, eq, hash, repr).
     def __init__(
         self,
         scope: dict[str, Any],
@@ -40,6 +41,7 @@ class Request:
         multi_value_headers: bool,
         streamable: bool = True,
     ) -> None:
+        # The slots' own setters, fetched once below: FrozenRecord refuses plain assignment.
         _set_scope(self, scope)
         _set_body(self, body)
         _set_integration(self, integration)
@@ -47,20 +49,35 @@ class Request:
         _set_streamable(self, streamable)
 
 
-_fields = vars(Request)  # the slots' member descriptors
-_set_scope = _fields["scope"].__set__
-_set_body = _fields["body"].__set__
-_set_integration = _fields["integration"].__set__
-_set_multi_value_headers = _fields["multi_value_headers"].__set__
-_set_streamable = _fields["streamable"].__set__
+_slots = vars(Request)  # the slots' member descriptors
+_set_scope = _slots["scope"].__set__
+_set_body = _slots["body"].__set__
+_set_integration = _slots["integration"].__set__
+_set_multi_value_headers = _slots["multi_value_headers"].__set__
+_set_streamable = _slots["streamable"].__set__
 
 
-@dataclass(frozen=True, slots=True)
 class HandledRequest(Request):
     """A request read by a custom :class:`~lambda_asgi_stream.events.handlers.EventHandler`, whose
     ``response`` shapes the reply. (A subclass, so that the built-in formats' requests, built for every
     event, do not pay for fields they never use.) ``extra`` is whatever the handler keeps between reading
     the event and shaping the response: a handler's ``parse`` may return a ``HandledRequest`` to set it."""
 
-    handler: EventHandler | None = None
-    extra: Any = None
+    __slots__ = ("handler", "extra")  # noqa: RUF023
+
+    handler: EventHandler | None
+    extra: Any
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        body: bytes,
+        integration: Integration,
+        multi_value_headers: bool,
+        streamable: bool = True,
+        handler: EventHandler | None = None,
+        extra: Any = None,
+    ) -> None:
+        super().__init__(scope, body, integration, multi_value_headers, streamable)
+        object.__setattr__(self, "handler", handler)
+        object.__setattr__(self, "extra", extra)

@@ -20,6 +20,7 @@ from lambda_asgi_stream._types import Integration
 from lambda_asgi_stream.events import Request, parse_event
 from lambda_asgi_stream.events import _common as c
 from lambda_asgi_stream.events.build import build_event
+from lambda_asgi_stream.events.request import HandledRequest
 
 from .test_properties import _mutate
 
@@ -247,20 +248,16 @@ def test_server_cache_stays_bounded() -> None:
     assert c.server({b"host": b"h99999:81"}, None, "https") == ("h99999", 81)
 
 
-def test_request_is_still_a_frozen_dataclass() -> None:
-    import dataclasses
-
+def test_request_is_an_immutable_value() -> None:
     request = Request({"type": "http"}, b"", "rest", True)
     assert request == Request(scope={"type": "http"}, body=b"", integration="rest", multi_value_headers=True)
     assert request.streamable is True
-    assert [f.name for f in dataclasses.fields(request)] == [
-        "scope",
-        "body",
-        "integration",
-        "multi_value_headers",
-        "streamable",
-    ]
-    assert dataclasses.replace(request, body=b"x").body == b"x"
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    assert request._fields == ("scope", "body", "integration", "multi_value_headers", "streamable")
+    assert request.replace(body=b"x").body == b"x"
+    with pytest.raises(AttributeError):
         request.body = b"y"  # type: ignore[misc]
     assert not hasattr(request, "__dict__")
+    assert hash(request.replace(scope=())) == hash(request.replace(scope=()))  # hashable when its parts are
+    handled = HandledRequest({"type": "http"}, b"", "custom", False, False, extra=1)
+    assert handled.extra == 1 and handled.replace(extra=2).extra == 2 and handled.streamable is False
+    assert "extra=1" in repr(handled) and handled != request
