@@ -224,9 +224,9 @@ class OneShot(LambdaRuntime):
     elapsed = 0.0
     done: anyio.Event
 
-    async def handle(self, client: RuntimeClient, invocation: Invocation) -> None:
+    async def handle(self, client: RuntimeClient, invocation: Invocation, timer: Any = None) -> None:
         started = time.perf_counter()
-        await super().handle(client, invocation)
+        await super().handle(client, invocation, timer)
         self.elapsed = time.perf_counter() - started
         self.done.set()
 

@@ -826,12 +826,18 @@ class HTTPCycle:
         # anyway and leave it to the server to drop, as uvicorn does; here we are the server.
         self._head = scope.get("method") == "HEAD"
 
-    async def run(self, app: ASGIApp, *, deadline: float | None = None) -> CycleResult:
-        """Run ``app``; ``deadline`` is an event-loop time (``loop.time()``) at which the app is stopped."""
+    async def run(
+        self, app: ASGIApp, *, deadline: float | None = None, timer: DeadlineTimer | None = None
+    ) -> CycleResult:
+        """Run ``app``; ``deadline`` is an event-loop time (``loop.time()``) at which the app is stopped.
+
+        ``timer``: the calling task's own :class:`DeadlineTimer`, kept from one cycle to the next (a loop
+        serving invocations one after another), instead of a timer made for this cycle.
+        """
         if self.responder.pads:
             self.scope.setdefault("extensions", {})[FLUSH_EXTENSION] = self.responder.flush
         try:
-            app_error, timed_out = await self._call(app, deadline)
+            app_error, timed_out = await self._call(app, deadline, timer)
         finally:
             self.responder.close()
         self._finish()
@@ -845,19 +851,31 @@ class HTTPCycle:
         end = "timeout" if isinstance(error, DeadlineExceeded) else "error"
         return CycleResult(end, error)
 
-    async def _call(self, app: ASGIApp, deadline: float | None) -> tuple[Exception | None, bool]:
+    async def _call(
+        self, app: ASGIApp, deadline: float | None, timer: DeadlineTimer | None
+    ) -> tuple[Exception | None, bool]:
         if deadline is None:  # no deadline to enforce: the app alone
             try:
                 await app(self.scope, self._receive, self._send)
             except BaseException as exc:
                 return _app_fault(exc), self._expired
             return None, self._expired
-        loop = asyncio.get_running_loop()
-        self._deadline, self._clock = deadline, loop.time
         scope_class = _anyio_cancel_scope()
-        if scope_class is not None:
-            return await self._call_in_anyio_scope(app, scope_class(deadline=deadline))
-        return await self._call_with_timer(app, loop, deadline)
+        if timer is not None:  # the caller's, kept armed for its next cycle
+            self._deadline, self._clock = deadline, timer.clock
+            if scope_class is not None:
+                return await self._call_in_anyio_scope(app, scope_class(deadline=deadline))
+            return await self._call_with_timer(app, timer, deadline)
+        task = asyncio.current_task()
+        assert task is not None
+        timer = DeadlineTimer(asyncio.get_running_loop(), task)  # this cycle's alone
+        self._deadline, self._clock = deadline, timer.clock
+        try:
+            if scope_class is not None:
+                return await self._call_in_anyio_scope(app, scope_class(deadline=deadline))
+            return await self._call_with_timer(app, timer, deadline)
+        finally:
+            timer.close()  # no timer left on the loop for a task that may be gone
 
     async def _call_in_anyio_scope(self, app: ASGIApp, scope: Any) -> tuple[Exception | None, bool]:
         # The app has anyio loaded: an anyio scope, so that the app's shielded scopes finish first,
@@ -876,31 +894,22 @@ class HTTPCycle:
         return None, scope.cancel_called or self._expired
 
     async def _call_with_timer(
-        self, app: ASGIApp, loop: asyncio.AbstractEventLoop, deadline: float
+        self, app: ASGIApp, timer: DeadlineTimer, deadline: float
     ) -> tuple[Exception | None, bool]:
-        # Plain asyncio: one timer that cancels this task at the deadline, as asyncio.timeout() does.
-        task = asyncio.current_task()
-        assert task is not None
-        fired = False
-
-        def expire() -> None:
-            nonlocal fired
-            fired = True
-            task.cancel()
-
-        timer = loop.call_at(deadline, expire)
+        # Plain asyncio: a timer that cancels this task at the deadline, as asyncio.timeout() does.
+        task = timer.arm(deadline)
         try:
             await app(self.scope, self._receive, self._send)
         except BaseException as exc:
-            if fired and isinstance(exc, asyncio.CancelledError):
+            if timer.fired and isinstance(exc, asyncio.CancelledError):
                 _uncancel(task)
                 return None, True
             return _app_fault(exc), self._expired
         finally:
-            timer.cancel()
-        if fired:  # the app swallowed the cancellation and returned
+            timer.disarm()
+        if timer.fired:  # the app swallowed the cancellation and returned
             _uncancel(task)
-        return None, fired or self._expired
+        return None, timer.fired or self._expired
 
     def _failure(self, app_error: Exception | None, timed_out: bool) -> BaseException:
         if timed_out:
@@ -1015,6 +1024,57 @@ class HTTPCycle:
         error = ASGIProtocolError(text)
         self._send_error = self._send_error or error
         return error
+
+
+class DeadlineTimer:
+    """Cancels the current task at a deadline; one per task, re-armed for each cycle it runs.
+
+    A loop serving invocations one after another keeps one: Lambda's deadlines only move later, so the
+    timer armed for the first invocation stays armed, and when it fires for an invocation that is already
+    over it sets itself for the current one. That is one loop timer per function timeout instead of one to
+    make and cancel per invocation.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self._loop = loop
+        self._task = task
+        #: the loop's clock; time.monotonic itself when that is what the loop reads (asyncio's own loops)
+        self.clock: Callable[[], float] = (
+            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        )
+        self.deadline = math.inf  # of the cycle in progress (inf: none)
+        self.fired = False  # the cycle in progress was cancelled at its deadline
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, deadline: float) -> asyncio.Task[Any]:
+        """Cancel the task at ``deadline`` (a time on the loop's clock), unless disarmed first."""
+        self.deadline, self.fired = deadline, False
+        handle = self._handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._fire)
+        return self._task
+
+    def disarm(self) -> None:
+        """The cycle is over: nothing to cancel (the timer may stay armed for the next one)."""
+        self.deadline = math.inf
+
+    def close(self) -> None:
+        self.disarm()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self.deadline == math.inf:
+            return  # between cycles: the next one arms again
+        if self.clock() < self.deadline:  # armed for an earlier cycle: wait for this one's deadline
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+            return
+        self.fired = True
+        self._task.cancel()
 
 
 def _uncancel(task: asyncio.Task[Any]) -> None:

@@ -53,6 +53,7 @@ from .config import ENV_PROBE_TOKEN, Config
 from .cycle import (
     BufferedResponder,
     CycleResult,
+    DeadlineTimer,
     HTTPCycle,
     ResponseStats,
     cancel_requested,
@@ -687,10 +688,13 @@ class LambdaRuntime:
     async def _worker(self) -> None:
         client = RuntimeClient(self.config.runtime_api, blocking=self.blocking_waits)
         self._clients.append(client)
+        task = asyncio.current_task()
+        assert task is not None
+        timer = DeadlineTimer(asyncio.get_running_loop(), task)  # this worker's, for all its invocations
         try:
             while True:
                 invocation = await client.next_invocation()
-                await self._handle_safely(client, invocation)
+                await self._handle_safely(client, invocation, timer)
         except _Stopped as stop:
             logger.info("received %s: shutting down", signal.Signals(stop.signum).name)
         except RuntimeAPIError as exc:
@@ -703,11 +707,14 @@ class LambdaRuntime:
         finally:
             self._clients.remove(client)
             client.close()
+            timer.close()
 
-    async def _handle_safely(self, client: RuntimeClient, invocation: Invocation) -> None:
+    async def _handle_safely(
+        self, client: RuntimeClient, invocation: Invocation, timer: DeadlineTimer
+    ) -> None:
         """``handle``, with a last line of defence: one invocation's fault never ends the loop."""
         try:
-            await self.handle(client, invocation)
+            await self.handle(client, invocation, timer)
         except RuntimeAPIError:
             raise
         except asyncio.CancelledError as exc:
@@ -733,8 +740,13 @@ class LambdaRuntime:
             return
         await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, failure))
 
-    async def handle(self, client: RuntimeClient, invocation: Invocation) -> None:
-        """Serve one invocation and report its outcome. Never raises for the app's or the event's faults."""
+    async def handle(
+        self, client: RuntimeClient, invocation: Invocation, timer: DeadlineTimer | None = None
+    ) -> None:
+        """Serve one invocation and report its outcome. Never raises for the app's or the event's faults.
+
+        ``timer``: the calling worker's deadline timer, kept across its invocations (else one per call).
+        """
         started = time.perf_counter()
         self.invocations += 1
         context = LambdaContext(invocation, self._context_env)
@@ -750,11 +762,11 @@ class LambdaRuntime:
             self._set_trace_id(invocation)
             scope = dict(request.scope)
             scope["state"] = dict(self.lifespan.state)
-            deadline = self._deadline(invocation)
+            deadline = self._deadline(invocation, timer)
             if self._streams(request):
-                result, stats = await self._stream(client, invocation, request, scope, deadline)
+                result, stats = await self._stream(client, invocation, request, scope, deadline, timer)
             else:
-                result, stats = await self._buffer(client, invocation, request, scope, deadline)
+                result, stats = await self._buffer(client, invocation, request, scope, deadline, timer)
             log_invocation(request, result, stats, started)
             if hooks.registered():
                 await hooks.run_hooks(self._hooks_deadline(invocation))
@@ -768,6 +780,7 @@ class LambdaRuntime:
         request: Request,
         scope: dict[str, Any],
         deadline: float | None,
+        timer: DeadlineTimer | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
         responder = make_responder(
@@ -779,7 +792,9 @@ class LambdaRuntime:
             end_records=self.config.end_record,
         )
         try:
-            result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
+            result = await HTTPCycle(scope, request.body, responder).run(
+                self.app, deadline=deadline, timer=timer
+            )
             await post.finish()
         except (RuntimeAPIError, OSError) as exc:
             # The bytes are gone and Lambda records Runtime.TruncatedResponse; say so loudly, go on.
@@ -795,12 +810,13 @@ class LambdaRuntime:
         request: Request,
         scope: dict[str, Any],
         deadline: float | None,
+        timer: DeadlineTimer | None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         responder = make_responder(
             request, None, self.config.padding, self.config.sse, exclude_headers=self.config.exclude_headers
         )
         assert isinstance(responder, BufferedResponder)
-        result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline)
+        result = await HTTPCycle(scope, request.body, responder).run(self.app, deadline=deadline, timer=timer)
         try:
             call = runtime_api.buffered_response(invocation.request_id, responder.result())
         except Exception as exc:
@@ -840,12 +856,13 @@ class LambdaRuntime:
             return None
         return time.monotonic() + max(0, invocation.remaining_ms() - self.config.timeout_margin_ms) / 1000
 
-    def _deadline(self, invocation: Invocation) -> float | None:
+    def _deadline(self, invocation: Invocation, timer: DeadlineTimer | None = None) -> float | None:
         """When the app is stopped, on the event loop's clock: Lambda's deadline minus the margin."""
         if not invocation.deadline_ms:
             return None
         budget_ms = invocation.remaining_ms() - self.config.timeout_margin_ms
-        return asyncio.get_running_loop().time() + max(0, budget_ms) / 1000
+        now = timer.clock() if timer is not None else asyncio.get_running_loop().time()
+        return now + max(0, budget_ms) / 1000
 
 
 async def _run_to_completion(coro: Coroutine[Any, Any, None]) -> None:

@@ -287,6 +287,48 @@ async def test_a_timer_deadline_leaves_the_task_uncancelled() -> None:
     await asyncio.wait_for(asyncio.sleep(0.001), 1)
 
 
+async def test_one_deadline_timer_serves_a_task_cycle_after_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runtime's worker keeps one DeadlineTimer for all its invocations. A timer armed for an earlier
+    # cycle's deadline must neither cut a later cycle early nor cancel the task between cycles, and a cycle
+    # with an earlier deadline than the one armed must still be stopped at its own.
+    monkeypatch.setattr(cycle_module, "_anyio_cancel_scope", lambda: None)  # the plain timer path
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    timer = cycle_module.DeadlineTimer(loop, task)
+    assert timer.clock() == pytest.approx(loop.time(), abs=0.01)
+
+    async def quick(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send(body(b"ok"))
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await asyncio.sleep(10)
+
+    async def cycle(app: Any, deadline: float) -> tuple[str, float]:
+        began = timer.clock()
+        result = await HTTPCycle(dict(SCOPE), b"", StreamingResponder(Recorder(), "function-url")).run(
+            app, deadline=deadline, timer=timer
+        )
+        return result.end, timer.clock() - began
+
+    assert (await cycle(quick, timer.clock() + 0.05))[0] == "complete"
+    # The timer armed for that deadline fires while no cycle runs: the task goes on undisturbed.
+    await asyncio.sleep(0.1)
+    # A later, longer deadline: the timer set for it, not for the old one.
+    end, took = await cycle(slow, timer.clock() + 0.3)
+    assert end == "timeout" and took >= 0.29
+    # A far deadline armed, then a near one: stopped at the near one.
+    assert (await cycle(quick, timer.clock() + 100))[0] == "complete"
+    end, took = await cycle(slow, timer.clock() + 0.05)
+    assert end == "timeout" and took < 5
+    timer.close()
+    if hasattr(task, "cancelling"):
+        assert task.cancelling() == 0
+    await asyncio.wait_for(asyncio.sleep(0.001), 1)
+
+
 async def test_error_after_complete_is_logged_not_sent(caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(start())
