@@ -257,6 +257,7 @@ class PaddedStreamingResponder(StreamingResponder):
         self.watched = False
         self._tracked = False  # the last bytes written matter (padding, heartbeats, an SSE error event)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._now: Callable[[], float] = time.monotonic  # the loop's clock, set with _loop
         self._timer: asyncio.TimerHandle | None = None
         self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
         self._closed = False
@@ -285,7 +286,8 @@ class PaddedStreamingResponder(StreamingResponder):
         await super().start(status, headers)
         if self.watched:
             self._loop = loop = asyncio.get_running_loop()
-            self._last_write = now = loop.time()
+            self._now = clock_of(loop)
+            self._last_write = now = self._now()
             # One timer for the whole response when it is short: armed now for the earliest a push could
             # be due, so that the writes that follow have nothing to re-arm.
             first_push = now + self.flusher.first_push_after() if automatic and self.flusher else math.inf
@@ -311,7 +313,7 @@ class PaddedStreamingResponder(StreamingResponder):
         finally:
             self._busy = False
         assert self._loop is not None
-        now = self._loop.time()
+        now = self._now()
         if data:
             stats = self.stats
             stats.bytes += len(data)
@@ -367,7 +369,7 @@ class PaddedStreamingResponder(StreamingResponder):
         if self._closed or self._job is not None or self._busy:
             return  # the write in progress re-arms when it ends
         assert self._loop is not None
-        now = self._loop.time()
+        now = self._now()
         flusher = self.flusher
         if flusher is not None and flusher.automatic and flusher.pending and not self._stalled:
             if flusher.push_at(self._last_write) > now:  # written since: wait out the rest
@@ -413,7 +415,7 @@ class PaddedStreamingResponder(StreamingResponder):
         assert self._loop is not None
         if self.flusher is None or self._closed:
             return
-        data = self.flusher.padding(self._loop.time())
+        data = self.flusher.padding(self._now())
         if data:
             await self.writer.write(data)
             self._tail = data[-16:]
@@ -442,9 +444,9 @@ class PaddedStreamingResponder(StreamingResponder):
             return
         if self._tail.endswith(b"\n"):  # only between lines: a comment never splits one
             await self.writer.write(HEARTBEAT)
-            self._account(HEARTBEAT, self._loop.time())
+            self._account(HEARTBEAT, self._now())
             await self._pad()
-        self._last_write = self._loop.time()
+        self._last_write = self._now()
 
     # --- app requests and the end ------------------------------------------------------------------------
 
@@ -458,7 +460,7 @@ class PaddedStreamingResponder(StreamingResponder):
         if flusher is None:
             return
         loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
+        self._loop, self._now = loop, clock_of(loop)
         if 0 < (wait := flusher.delay(loop.time())) < math.inf:
             await asyncio.sleep(wait)
         await self._exclusively(self._pad())
@@ -1026,6 +1028,13 @@ class HTTPCycle:
         return error
 
 
+def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The loop's clock: ``time.monotonic`` itself when that is what the loop reads (asyncio's own loops),
+    which spares a Python call per reading."""
+    own = type(loop).time is asyncio.BaseEventLoop.time and "time" not in getattr(loop, "__dict__", {})
+    return time.monotonic if own else loop.time  # (a test's fake clock patched on the loop is kept)
+
+
 class DeadlineTimer:
     """Cancels the current task at a deadline; one per task, re-armed for each cycle it runs.
 
@@ -1039,9 +1048,7 @@ class DeadlineTimer:
         self._loop = loop
         self._task = task
         #: the loop's clock; time.monotonic itself when that is what the loop reads (asyncio's own loops)
-        self.clock: Callable[[], float] = (
-            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        )
+        self.clock = clock_of(loop)
         self.deadline = math.inf  # of the cycle in progress (inf: none)
         self.fired = False  # the cycle in progress was cancelled at its deadline
         self._handle: asyncio.TimerHandle | None = None
