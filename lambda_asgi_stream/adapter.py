@@ -20,7 +20,7 @@ from typing import Any
 from . import hooks
 from ._errors import StartupError
 from ._types import ASGIApp, LifespanMode
-from .cycle import BufferedResponder, HTTPCycle, log_invocation
+from .cycle import BufferedResponder, DeadlineTimer, HTTPCycle, log_invocation
 from .encoder import DEFAULT_TEXT_MIME_TYPES, header_names
 from .events import parse_event
 from .events.base_path import normalize_base_path
@@ -73,6 +73,7 @@ class Adapter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._startup_error: StartupError | None = None
         self._serving: asyncio.Task[dict[str, Any]] | None = None  # the task __call__ runs the loop for
+        self._timer: DeadlineTimer | None = None  # the deadline timer of __call__'s calls, one at a time
 
     def __call__(self, event: Any, context: Any = None) -> dict[str, Any]:
         loop = self._loop
@@ -100,7 +101,7 @@ class Adapter:
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, event: Any, context: Any) -> dict[str, Any]:
         try:
-            return await self.handle(event, context)
+            return await self._handle(event, context, self._timer_for(loop))
         finally:
             # A call given up on (the loop stopped under it) must not stop the loop of a later call.
             if asyncio.current_task() is self._serving:
@@ -108,6 +109,22 @@ class Adapter:
 
     async def handle(self, event: Any, context: Any = None) -> dict[str, Any]:
         """Serve one event on the running loop (for callers that are already async)."""
+        return await self._handle(event, context, None)
+
+    def _timer_for(self, loop: asyncio.AbstractEventLoop) -> DeadlineTimer:
+        # __call__'s calls run one after another on the adapter's own loop, each in a task of its own: one
+        # timer serves them all (see DeadlineTimer), instead of one made and cancelled per call. handle()
+        # may be awaited concurrently by an async caller, so it gets a timer per call.
+        task = asyncio.current_task()
+        assert task is not None
+        timer = self._timer
+        if timer is None or timer.loop is not loop:
+            timer = self._timer = DeadlineTimer(loop, task)
+        else:
+            timer.retarget(task)
+        return timer
+
+    async def _handle(self, event: Any, context: Any, timer: DeadlineTimer | None) -> dict[str, Any]:
         started = time.perf_counter()
         request = parse_event(event, context, base_path=self.base_path, handlers=self.handlers)
         scope = dict(request.scope)  # a Request is a value: its scope is never changed in place
@@ -120,21 +137,22 @@ class Adapter:
             request=request,
         )
         cycle = HTTPCycle(scope, request.body, responder)
-        deadline = self._deadline(context)
-        result = await cycle.run(self.app, deadline=deadline)
+        deadline = self._deadline(context, timer)
+        result = await cycle.run(self.app, deadline=deadline, timer=timer)
         log_invocation(request, result, responder.stats, started)
         response = responder.result()
         if hooks.registered():  # the managed runtime posts the response once we return: run them now
             await hooks.run_hooks(deadline)
         return response
 
-    def _deadline(self, context: Any) -> float | None:
+    def _deadline(self, context: Any, timer: DeadlineTimer | None = None) -> float | None:
         """When the app is stopped, on the running loop's clock (None: the context has no deadline)."""
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         if remaining is None:
             return None
         budget_ms = int(remaining()) - self.timeout_margin_ms
-        return asyncio.get_running_loop().time() + max(0, budget_ms) / 1000
+        now = timer.clock() if timer is not None else asyncio.get_running_loop().time()
+        return now + max(0, budget_ms) / 1000
 
     def _start(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -153,12 +171,20 @@ class Adapter:
         loop, self._loop = self._loop, None
         if loop is None or loop.is_closed() or loop.is_running():
             return
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
         if self._startup_error is None:
             loop.run_until_complete(self.lifespan.shutdown())
         loop.close()
 
 
 def _loop_running() -> bool:
+    # asyncio._get_running_loop answers None instead of raising, which spares an exception per call in the
+    # common case (no loop running); asyncio has kept it since 3.7 for callers like this one.
+    get = getattr(asyncio, "_get_running_loop", None)
+    if get is not None:
+        return get() is not None
     try:
         asyncio.get_running_loop()
     except RuntimeError:

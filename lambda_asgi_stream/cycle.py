@@ -1045,7 +1045,7 @@ class DeadlineTimer:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-        self._loop = loop
+        self.loop = self._loop = loop
         self._task = task
         #: the loop's clock; time.monotonic itself when that is what the loop reads (asyncio's own loops)
         self.clock = clock_of(loop)
@@ -1062,6 +1062,11 @@ class DeadlineTimer:
                 handle.cancel()
             self._handle = self._loop.call_at(deadline, self._fire)
         return self._task
+
+    def retarget(self, task: asyncio.Task[Any]) -> None:
+        """Serve ``task`` from now on, between cycles: for a caller whose cycles run one after another,
+        each in a task of its own (the buffered ``Adapter``)."""
+        self._task = task
 
     def disarm(self) -> None:
         """The cycle is over: nothing to cancel (the timer may stay armed for the next one)."""

@@ -195,6 +195,31 @@ def test_a_call_the_app_stopped_the_loop_under_fails_alone(adapter: Adapter) -> 
     assert adapter(event("/echo"))["statusCode"] == 200
 
 
+def test_one_deadline_timer_serves_call_after_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # __call__'s calls share one DeadlineTimer (each in its own task). The timer left armed for a past
+    # call's deadline must not cut a later call short, and a later call's shorter deadline still holds.
+    from lambda_asgi_stream import cycle as cycle_module
+
+    monkeypatch.setattr(cycle_module, "_anyio_cancel_scope", lambda: None)  # the plain timer path
+
+    async def pause(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(float(scope["path"].strip("/")))
+            await reply(send, b"done")
+
+    handler = Adapter(pause, lifespan="off")
+    try:
+        assert handler(event("/0"), Context(600))["statusCode"] == 200  # its deadline: 100 ms from now
+        time.sleep(0.2)  # that deadline passes between calls, with no loop running
+        assert handler(event("/0.3"), Context(1500))["statusCode"] == 200  # 1 s budget, 0.3 s of work
+        started = time.monotonic()
+        assert handler(event("/30"), Context(600))["statusCode"] == 504
+        assert time.monotonic() - started < 5
+        assert handler(event("/0"), Context(30_000))["statusCode"] == 200
+    finally:
+        handler.close()
+
+
 def test_calling_from_inside_a_running_loop_is_refused(adapter: Adapter) -> None:
     adapter(event("/echo"))
 
