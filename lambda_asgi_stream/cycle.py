@@ -283,6 +283,8 @@ class PaddedStreamingResponder(StreamingResponder):
             self._busy = False  # a write is in progress: the timer starts no padding write meanwhile
             self._stalled = False  # padding is due but cannot be afforded until the next write
             self._warned = False
+            self._timer_at = math.inf  # when the timer is armed for
+            self._timer_beats = False  # ... and whether for a heartbeat
         await super().start(status, headers)
         if self.watched:
             self._loop = loop = asyncio.get_running_loop()
@@ -312,14 +314,13 @@ class PaddedStreamingResponder(StreamingResponder):
                 await self.writer.end(data, [])
         finally:
             self._busy = False
-        assert self._loop is not None
-        now = self._now()
         if data:
+            now = self._now()
             stats = self.stats
             stats.bytes += len(data)
             stats.chunks += 1
             self._account(data, now)
-        self._wrote(now)
+            self._wrote(now)
 
     async def _wait_for_job(self) -> None:
         while (job := self._job) is not None:
@@ -330,22 +331,34 @@ class PaddedStreamingResponder(StreamingResponder):
                     raise  # we were cancelled, not the job
 
     def _account(self, data: bytes, now: float = 0.0) -> None:
-        if data:
+        # The last bytes written, kept by the flusher when there is one (its padding must follow them).
+        flusher = self.flusher
+        if flusher is not None:
+            flusher.wrote(data, now)
+        elif data:
             self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
-            flusher = self.flusher
-            if flusher is not None:
-                flusher.wrote(data, now)
+
+    @property
+    def tail(self) -> bytes:
+        """The last bytes written (at most 16)."""
+        return self.flusher.tail if self.flusher is not None else self._tail
 
     def _wrote(self, now: float) -> None:
         self._last_write = now
         self._stalled = False
         if self._job is not None or self._closed:
             return  # the job re-arms the timer when it ends
-        timer = self._timer
-        if timer is None:
+        if self._timer is None:
             self._arm()
-        elif self.flusher is not None and self.flusher.pending and timer.when() > self.flusher.push_at(now):
-            timer.cancel()  # armed for a heartbeat, but padding is due sooner now
+        elif (
+            # Armed for a heartbeat, padding may be due sooner now. (Armed for a push, the timer is already
+            # at or before any push the new bytes could make due.)
+            self._timer_beats
+            and self.flusher is not None
+            and self.flusher.pending
+            and self._timer_at > self.flusher.push_at(now)
+        ):
+            self._timer.cancel()
             self._arm()
 
     # --- the timer ---------------------------------------------------------------------------------------
@@ -363,6 +376,9 @@ class PaddedStreamingResponder(StreamingResponder):
         if due < math.inf and not self._closed:
             assert self._loop is not None
             self._timer = self._loop.call_at(due, self._fire)
+            self._timer_at = due
+            # for a heartbeat, not a push: a write may then make a push due sooner (see _wrote)
+            self._timer_beats = due == self._last_write + self._beat
 
     def _fire(self) -> None:
         self._timer = None
@@ -384,6 +400,7 @@ class PaddedStreamingResponder(StreamingResponder):
                 return
             if wait < math.inf:
                 self._timer = self._loop.call_at(now + wait, self._fire)
+                self._timer_at, self._timer_beats = now + wait, False
                 return
             self._stalled = True
             if not self._warned:
@@ -418,7 +435,8 @@ class PaddedStreamingResponder(StreamingResponder):
         data = self.flusher.padding(self._now())
         if data:
             await self.writer.write(data)
-            self._tail = data[-16:]
+            if self.flusher is None:
+                self._tail = data[-16:]
             self.stats.padding += len(data)
         elif self.flusher.pending:
             # Not a safe place to pad (an SSE line half written): wait for the app's next write rather than
@@ -442,7 +460,7 @@ class PaddedStreamingResponder(StreamingResponder):
         assert self._loop is not None
         if self._closed:
             return
-        if self._tail.endswith(b"\n"):  # only between lines: a comment never splits one
+        if self.tail.endswith(b"\n"):  # only between lines: a comment never splits one
             await self.writer.write(HEARTBEAT)
             self._account(HEARTBEAT, self._now())
             await self._pad()
@@ -481,7 +499,7 @@ class PaddedStreamingResponder(StreamingResponder):
     async def _fail(self, exc: BaseException) -> None:
         if self.started and self.is_sse and self.sse.error_event:
             message = text_of(exc) if self.sse.error_detail else _SSE_GENERIC_ERROR
-            await self.writer.write(terminal_error_event(function_error_type(exc), message, self._tail))
+            await self.writer.write(terminal_error_event(function_error_type(exc), message, self.tail))
         await super().fail(exc)
 
     def close(self) -> None:
@@ -663,7 +681,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             try:
                 stream = self.stream
                 stream.write(text + self.terminator)
-                stream.flush()
+                if not getattr(stream, "line_buffering", False):  # else the newline flushed it already
+                    stream.flush()
             except Exception:
                 self.handleError(logging.makeLogRecord({"msg": text}))
 

@@ -271,13 +271,13 @@ class Flusher:
         self.throttled = False  # the burst is spent; pads now wait for the refill
         self._tokens = float(budget)
         self._at: float | None = None
-        self._tail = b""
+        self.tail = b""  # the last bytes written (at most 16), which padding must follow safely
 
     def wrote(self, data: bytes, now: float = 0.0) -> None:
         """Account for bytes written at ``now`` (model: released once ``threshold`` are pending)."""
         if not data:
             return
-        self._tail = data[-16:] if len(data) >= 16 else (self._tail + data)[-16:]
+        self.tail = data[-16:] if len(data) >= 16 else (self.tail + data)[-16:]
         if not self.pending:
             self.since = now
         self.pending += len(data)
@@ -306,7 +306,7 @@ class Flusher:
         if self.pending == 0 or self.exhausted:
             return 0.0 if self.pending == 0 else math.inf
         self._refill(now)
-        need = len(self.pad(self._tail, self.threshold - self.pending))  # what padding() will write
+        need = len(self.pad(self.tail, self.threshold - self.pending))  # what padding() will write
         if self.padding_bytes + need > MAX_PADDING_TOTAL:
             self.throttled = self.exhausted = True
             return math.inf
@@ -321,7 +321,7 @@ class Flusher:
         """Padding that would push the pending bytes out now; b"" when none is due, safe or affordable."""
         if self.pending == 0 or self.exhausted:
             return b""
-        data = self.pad(self._tail, self.threshold - self.pending)
+        data = self.pad(self.tail, self.threshold - self.pending)
         if not data:
             return b""
         self._refill(now)
@@ -332,7 +332,7 @@ class Flusher:
         self._tokens -= len(data)
         self.padding_bytes += len(data)
         self.pending = 0
-        self._tail = data[-16:]
+        self.tail = data[-16:]
         return data
 
     def _refill(self, now: float) -> None:

@@ -110,6 +110,8 @@ class _Connection:
         self.stop_requested = 0  # a stop signal's number, for a wait about to block
         self.reused = False  # the exchange in progress runs on a connection kept from an earlier one
         self._used_at = 0.0  # when the last reply was read
+        # the loop the socket was connected on (asyncio.get_running_loop() costs a getpid() system call)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def ensure(self, *, check_peer: bool = True) -> None:
         """Have an open, idle connection: reuse the current one unless the server dropped it."""
@@ -153,7 +155,8 @@ class _Connection:
             sock.setblocking(False)
             # Small chunks (an SSE token) must not wait for Nagle's algorithm (.NET's client: NoDelay).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await asyncio.get_running_loop().sock_connect(sock, addr)
+            self.loop = asyncio.get_running_loop()
+            await self.loop.sock_connect(sock, addr)
         except BaseException:
             sock.close()
             raise
@@ -498,7 +501,10 @@ class StreamingPost:
         self.connection.queue(http1.chunk(data))
         if not self._held:
             self._held = True
-            asyncio.get_running_loop().call_soon(self._send_held)
+            loop = self.connection.loop
+            if loop is None or loop.is_closed():
+                loop = asyncio.get_running_loop()
+            loop.call_soon(self._send_held)
 
     def _send_held(self) -> None:
         # The app paused between its response start and its first body bytes (a slow first token): the
