@@ -224,9 +224,11 @@ class OneShot(LambdaRuntime):
     elapsed = 0.0
     done: anyio.Event
 
-    async def handle(self, client: RuntimeClient, invocation: Invocation, timer: Any = None) -> None:
+    async def handle(
+        self, client: RuntimeClient, invocation: Invocation, timer: Any = None, wake: Any = None
+    ) -> None:
         started = time.perf_counter()
-        await super().handle(client, invocation, timer)
+        await super().handle(client, invocation, timer, wake)
         self.elapsed = time.perf_counter() - started
         self.done.set()
 

@@ -248,9 +248,12 @@ class PaddedStreamingResponder(StreamingResponder):
         *,
         head: bool = False,
         exclude_headers: frozenset[str] = frozenset(),
+        wake: WakeUp | None = None,
     ) -> None:
         super().__init__(writer, integration, end_records, head=head, exclude_headers=exclude_headers)
         self.policy = policy
+        self._wake = wake  # the caller's, shared by its responses one after another (else one of our own)
+        self._own_wake = wake is None
         self.sse = sse or _NO_SSE_OPTIONS
         self.flusher: Flusher | None = None
         self.is_sse = False
@@ -258,7 +261,7 @@ class PaddedStreamingResponder(StreamingResponder):
         self._tracked = False  # the last bytes written matter (padding, heartbeats, an SSE error event)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._now: Callable[[], float] = time.monotonic  # the loop's clock, set with _loop
-        self._timer: asyncio.TimerHandle | None = None
+        self._armed = False  # the timer (self._wake) is set for _fire
         self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
         self._closed = False
         self._tail = b""
@@ -287,8 +290,10 @@ class PaddedStreamingResponder(StreamingResponder):
             self._timer_beats = False  # ... and whether for a heartbeat
         await super().start(status, headers)
         if self.watched:
-            self._loop = loop = asyncio.get_running_loop()
-            self._now = clock_of(loop)
+            wake = self._wake
+            if wake is None:
+                wake = self._wake = WakeUp(asyncio.get_running_loop())
+            self._loop, self._now = wake.loop, wake.clock
             self._last_write = now = self._now()
             # One timer for the whole response when it is short: armed now for the earliest a push could
             # be due, so that the writes that follow have nothing to re-arm.
@@ -348,9 +353,7 @@ class PaddedStreamingResponder(StreamingResponder):
         self._stalled = False
         if self._job is not None or self._closed:
             return  # the job re-arms the timer when it ends
-        if self._timer is None:
-            self._arm()
-        elif (
+        if not self._armed or (
             # Armed for a heartbeat, padding may be due sooner now. (Armed for a push, the timer is already
             # at or before any push the new bytes could make due.)
             self._timer_beats
@@ -358,7 +361,6 @@ class PaddedStreamingResponder(StreamingResponder):
             and self.flusher.pending
             and self._timer_at > self.flusher.push_at(now)
         ):
-            self._timer.cancel()
             self._arm()
 
     # --- the timer ---------------------------------------------------------------------------------------
@@ -374,14 +376,15 @@ class PaddedStreamingResponder(StreamingResponder):
     def _arm(self, at: float | None = None) -> None:
         due = self._due() if at is None else at
         if due < math.inf and not self._closed:
-            assert self._loop is not None
-            self._timer = self._loop.call_at(due, self._fire)
+            assert self._wake is not None
+            self._wake.set(due, self._fire)
+            self._armed = True
             self._timer_at = due
             # for a heartbeat, not a push: a write may then make a push due sooner (see _wrote)
             self._timer_beats = due == self._last_write + self._beat
 
     def _fire(self) -> None:
-        self._timer = None
+        self._armed = False
         if self._closed or self._job is not None or self._busy:
             return  # the write in progress re-arms when it ends
         assert self._loop is not None
@@ -399,7 +402,9 @@ class PaddedStreamingResponder(StreamingResponder):
                 self._start_job(self._pad)
                 return
             if wait < math.inf:
-                self._timer = self._loop.call_at(now + wait, self._fire)
+                assert self._wake is not None
+                self._wake.set(now + wait, self._fire)
+                self._armed = True
                 self._timer_at, self._timer_beats = now + wait, False
                 return
             self._stalled = True
@@ -435,8 +440,6 @@ class PaddedStreamingResponder(StreamingResponder):
         data = self.flusher.padding(self._now())
         if data:
             await self.writer.write(data)
-            if self.flusher is None:
-                self._tail = data[-16:]
             self.stats.padding += len(data)
         elif self.flusher.pending:
             # Not a safe place to pad (an SSE line half written): wait for the app's next write rather than
@@ -504,9 +507,12 @@ class PaddedStreamingResponder(StreamingResponder):
 
     def close(self) -> None:
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._wake is not None:
+            if self._own_wake:
+                self._wake.close()
+            elif self._armed:
+                self._wake.clear(self._fire)
+            self._armed = False
         if self._job is not None:
             self._job.cancel()
             self._job = None
@@ -613,8 +619,12 @@ def make_responder(
     text_mime_types: tuple[str, ...] = DEFAULT_TEXT_MIME_TYPES,
     exclude_headers: frozenset[str] = frozenset(),
     end_records: frozenset[EndRecordFormat] = frozenset(),
+    wake: WakeUp | None = None,
 ) -> StreamingResponder | BufferedResponder:
-    """The responder for one response: buffered without a writer, else streaming, padded unless off."""
+    """The responder for one response: buffered without a writer, else streaming, padded unless off.
+
+    ``wake``: a :class:`WakeUp` the padding flusher may share with the caller's earlier and later
+    responses (one loop timer for all of them); else each padded response makes its own."""
     if writer is None:
         return BufferedResponder(
             request.integration,
@@ -629,7 +639,14 @@ def make_responder(
             writer, request.integration, end_records, head=head, exclude_headers=exclude_headers
         )
     return PaddedStreamingResponder(
-        writer, request.integration, padding, sse, end_records, head=head, exclude_headers=exclude_headers
+        writer,
+        request.integration,
+        padding,
+        sse,
+        end_records,
+        head=head,
+        exclude_headers=exclude_headers,
+        wake=wake,
     )
 
 
@@ -1054,8 +1071,57 @@ def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     return time.monotonic if own else loop.time  # (a test's fake clock patched on the loop is kept)
 
 
+class WakeUp:
+    """One loop timer reused for a run of callbacks whose times mostly only move later.
+
+    :meth:`set` replaces any earlier setting; the loop timer is made again only when the new time is
+    earlier than the one it is set for. A timer that fires early (its setting has moved later since) sets
+    itself for the rest of the wait, and one that fires after :meth:`clear` does nothing. One per task that
+    serves responses or invocations one after another (a runtime worker): one timer made and fired per
+    period, instead of one made and cancelled per response.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.clock = clock_of(loop)
+        self.when = math.inf  # of the current setting (inf: none)
+        self._callback: Callable[[], None] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def set(self, when: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` at ``when`` (a time on the loop's clock), unless set again or cleared first."""
+        self.when, self._callback = when, callback
+        handle = self._handle
+        if handle is None or handle.when() > when:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self.loop.call_at(when, self._fire)
+
+    def clear(self, callback: Callable[[], None] | None = None) -> None:
+        """Nothing to call (only if ``callback`` is the one set, when given); the loop timer may stay."""
+        if callback is None or self._callback == callback:
+            self.when, self._callback = math.inf, None
+
+    def close(self) -> None:
+        self.clear()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        callback = self._callback
+        if callback is None:
+            return  # cleared: the next setting makes a timer again
+        if self.clock() < self.when:  # set later since: wait for the rest
+            self._handle = self.loop.call_at(self.when, self._fire)
+            return
+        self.when, self._callback = math.inf, None
+        callback()
+
+
 class DeadlineTimer:
-    """Cancels the current task at a deadline; one per task, re-armed for each cycle it runs.
+    """Cancels a task at a deadline; one per task, re-armed for each cycle it runs (a :class:`WakeUp`).
 
     A loop serving invocations one after another keeps one: Lambda's deadlines only move later, so the
     timer armed for the first invocation stays armed, and when it fires for an invocation that is already
@@ -1064,22 +1130,17 @@ class DeadlineTimer:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-        self.loop = self._loop = loop
+        self._wake = WakeUp(loop)
+        self.loop = loop
+        self.clock = self._wake.clock  # the loop's clock (see clock_of)
         self._task = task
-        #: the loop's clock; time.monotonic itself when that is what the loop reads (asyncio's own loops)
-        self.clock = clock_of(loop)
         self.deadline = math.inf  # of the cycle in progress (inf: none)
         self.fired = False  # the cycle in progress was cancelled at its deadline
-        self._handle: asyncio.TimerHandle | None = None
 
     def arm(self, deadline: float) -> asyncio.Task[Any]:
         """Cancel the task at ``deadline`` (a time on the loop's clock), unless disarmed first."""
         self.deadline, self.fired = deadline, False
-        handle = self._handle
-        if handle is None or handle.when() > deadline:
-            if handle is not None:
-                handle.cancel()
-            self._handle = self._loop.call_at(deadline, self._fire)
+        self._wake.set(deadline, self._expire)
         return self._task
 
     def retarget(self, task: asyncio.Task[Any]) -> None:
@@ -1088,23 +1149,17 @@ class DeadlineTimer:
         self._task = task
 
     def disarm(self) -> None:
-        """The cycle is over: nothing to cancel (the timer may stay armed for the next one)."""
+        """The cycle is over: nothing to cancel (the loop timer may stay for the next one)."""
         self.deadline = math.inf
+        self._wake.clear()
 
     def close(self) -> None:
         self.disarm()
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._wake.close()
 
-    def _fire(self) -> None:
-        self._handle = None
-        if self.deadline == math.inf:
-            return  # between cycles: the next one arms again
-        if self.clock() < self.deadline:  # armed for an earlier cycle: wait for this one's deadline
-            self._handle = self._loop.call_at(self.deadline, self._fire)
-            return
+    def _expire(self) -> None:
         self.fired = True
+        self.deadline = math.inf
         self._task.cancel()
 
 

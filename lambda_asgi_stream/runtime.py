@@ -56,6 +56,7 @@ from .cycle import (
     DeadlineTimer,
     HTTPCycle,
     ResponseStats,
+    WakeUp,
     cancel_requested,
     current_context,
     log_invocation,
@@ -696,11 +697,13 @@ class LambdaRuntime:
         self._clients.append(client)
         task = asyncio.current_task()
         assert task is not None
-        timer = DeadlineTimer(asyncio.get_running_loop(), task)  # this worker's, for all its invocations
+        # This worker's timers, for all its invocations: the deadline's, and the padding flusher's.
+        timer = DeadlineTimer(asyncio.get_running_loop(), task)
+        wake = WakeUp(timer.loop)
         try:
             while True:
                 invocation = await client.next_invocation()
-                await self._handle_safely(client, invocation, timer)
+                await self._handle_safely(client, invocation, timer, wake)
         except _Stopped as stop:
             logger.info("received %s: shutting down", signal.Signals(stop.signum).name)
         except RuntimeAPIError as exc:
@@ -714,13 +717,14 @@ class LambdaRuntime:
             self._clients.remove(client)
             client.close()
             timer.close()
+            wake.close()
 
     async def _handle_safely(
-        self, client: RuntimeClient, invocation: Invocation, timer: DeadlineTimer
+        self, client: RuntimeClient, invocation: Invocation, timer: DeadlineTimer, wake: WakeUp
     ) -> None:
         """``handle``, with a last line of defence: one invocation's fault never ends the loop."""
         try:
-            await self.handle(client, invocation, timer)
+            await self.handle(client, invocation, timer, wake)
         except RuntimeAPIError:
             raise
         except asyncio.CancelledError as exc:
@@ -747,11 +751,16 @@ class LambdaRuntime:
         await _post_quietly(client, runtime_api.invocation_error(invocation.request_id, failure))
 
     async def handle(
-        self, client: RuntimeClient, invocation: Invocation, timer: DeadlineTimer | None = None
+        self,
+        client: RuntimeClient,
+        invocation: Invocation,
+        timer: DeadlineTimer | None = None,
+        wake: WakeUp | None = None,
     ) -> None:
         """Serve one invocation and report its outcome. Never raises for the app's or the event's faults.
 
-        ``timer``: the calling worker's deadline timer, kept across its invocations (else one per call).
+        ``timer`` and ``wake``: the calling worker's deadline timer and padding timer, kept across its
+        invocations (else made per call).
         """
         started = time.perf_counter()
         self.invocations += 1
@@ -770,7 +779,7 @@ class LambdaRuntime:
             scope["state"] = dict(self.lifespan.state)
             deadline = self._deadline(invocation, timer)
             if self._streams(request):
-                result, stats = await self._stream(client, invocation, request, scope, deadline, timer)
+                result, stats = await self._stream(client, invocation, request, scope, deadline, timer, wake)
             else:
                 result, stats = await self._buffer(client, invocation, request, scope, deadline, timer)
             log_invocation(request, result, stats, started)
@@ -787,6 +796,7 @@ class LambdaRuntime:
         scope: dict[str, Any],
         deadline: float | None,
         timer: DeadlineTimer | None,
+        wake: WakeUp | None = None,
     ) -> tuple[CycleResult | None, ResponseStats]:
         post = client.open_stream(runtime_api.streaming_response(invocation.request_id))
         responder = make_responder(
@@ -796,6 +806,7 @@ class LambdaRuntime:
             self.config.sse,
             exclude_headers=self.config.exclude_headers,
             end_records=self.config.end_record,
+            wake=wake,
         )
         try:
             result = await HTTPCycle(scope, request.body, responder).run(

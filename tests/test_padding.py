@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from html.parser import HTMLParser
@@ -11,6 +12,7 @@ import anyio
 import pytest
 from httpx_sse._decoders import SSEDecoder
 
+from lambda_asgi_stream import cycle as cycle_module
 from lambda_asgi_stream._types import Receive, Scope, Send
 from lambda_asgi_stream.buffering import HoldBack
 from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, PlainWriter
@@ -253,6 +255,49 @@ async def test_idle_padding_releases_each_event_before_the_next_one() -> None:
     assert app.seen == [0, 1, 2, 3]
     assert responder.stats.padding > 0
     assert sse_events(app.writer.delivered()) == [("message", str(n), "") for n in range(4)]
+
+
+@pytest.mark.anyio
+async def test_responses_one_after_another_share_one_wake_up() -> None:
+    # A runtime worker hands every padded response the same WakeUp. A short response leaves the loop timer
+    # set for a push it no longer needs; the next response, which pauses with bytes pending, must still be
+    # padded when its own push is due, and the finished one never be called again.
+    policy = PaddingPolicy(mode="idle", idle_ms=5, threshold=THRESHOLD, latency_ms=0)
+    wake = cycle_module.WakeUp(asyncio.get_running_loop())
+    quick = sse_app(events=1, pause=0)
+    first = PaddedStreamingResponder(quick.writer, "function-url", policy, wake=wake)
+    await HTTPCycle({"type": "http", "headers": []}, b"", first).run(quick)
+    assert first.stats.padding == 0 and wake.when == math.inf  # cleared: nothing for it to call
+    second_app = sse_app(events=4, pause=0, wait_release=True)
+    second = PaddedStreamingResponder(second_app.writer, "function-url", policy, wake=wake)
+    await HTTPCycle({"type": "http", "headers": []}, b"", second).run(second_app)
+    assert second_app.seen == [0, 1, 2, 3] and second.stats.padding > 0
+    wake.close()
+
+
+@pytest.mark.anyio
+async def test_a_wake_up_set_later_fires_once_at_the_later_time_and_clears() -> None:
+    loop = asyncio.get_running_loop()
+    wake = cycle_module.WakeUp(loop)
+    calls: list[float] = []
+
+    def record() -> None:
+        calls.append(wake.clock())
+
+    wake.set(wake.clock() + 0.01, record)
+    later = wake.clock() + 0.05
+    wake.set(later, record)  # the loop timer stays at the earlier time, then sets itself for the rest
+    await asyncio.sleep(0.1)
+    assert len(calls) == 1 and calls[0] >= later
+    wake.set(wake.clock() + 0.01, record)
+    wake.clear(lambda: None)  # someone else's callback: this setting stays
+    await asyncio.sleep(0.05)
+    assert len(calls) == 2
+    wake.set(wake.clock() + 0.01, record)
+    wake.clear(record)
+    await asyncio.sleep(0.05)
+    assert len(calls) == 2  # cleared: nothing called
+    wake.close()
 
 
 @pytest.mark.anyio
