@@ -241,15 +241,21 @@ def _close(adapter: Any) -> None:
         close()
 
 
+# The deadline as the Adapter enforces it: a timer kept across calls, or an anyio cancel scope once the
+# app has put anyio's asyncio backend to use (Starlette and FastAPI apps do).
+DEADLINE_PART = "the same, with the deadline (timer, or anyio scope)"
+
+
 def breakdown(app: Any, event: dict[str, Any], n: int) -> list[tuple[str, float]]:
     """Where one call of ours goes, measured without a profiler (medians, µs).
 
     Each part runs the way ``Adapter.__call__`` runs it: in a fresh task, on one run of the adapter's
     loop (a task's first anyio cancel scope costs more than later ones, so in-task loops would mislead).
-    Reads the Adapter's private ``_loop``, ``_deadline`` and ``_cancel_scope`` and the cycle's classes:
-    raises AttributeError, ImportError or TypeError when those have changed.
+    Reads the Adapter's private ``_loop`` and ``_deadline`` and the cycle's classes (the deadline as the
+    Adapter runs it: one ``DeadlineTimer`` kept across calls, each call in its own task): raises
+    AttributeError, ImportError or TypeError when those have changed.
     """
-    from lambda_asgi_stream.cycle import BufferedResponder, HTTPCycle
+    from lambda_asgi_stream.cycle import BufferedResponder, DeadlineTimer, HTTPCycle
 
     context = FakeContext()
     adapter = Adapter(app)
@@ -269,11 +275,22 @@ def breakdown(app: Any, event: dict[str, Any], n: int) -> list[tuple[str, float]
 
         await app(dict(scope, state={}), receive, send)
 
+    timers: list[DeadlineTimer] = []
+
     def cycle(deadline: bool) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def run() -> dict[str, Any]:
             responder = BufferedResponder("function-url", multi_value_headers=False)
-            cycle = HTTPCycle(dict(scope, state={}), b"", responder, cancel_scope=adapter._cancel_scope)
-            await cycle.run(app, deadline=adapter._deadline(context, loop.time) if deadline else None)
+            cycle = HTTPCycle(dict(scope, state={}), b"", responder)
+            if not deadline:
+                await cycle.run(app)
+                return responder.result()
+            task = asyncio.current_task()
+            assert task is not None
+            if not timers:
+                timers.append(DeadlineTimer(loop, task))
+            timer = timers[0]
+            timer.retarget(task)
+            await cycle.run(app, deadline=adapter._deadline(context, timer), timer=timer)
             return responder.result()
 
         return run
@@ -289,7 +306,7 @@ def breakdown(app: Any, event: dict[str, Any], n: int) -> list[tuple[str, float]
             "app in HTTPCycle + BufferedResponder + encode, no deadline",
             median_us(in_a_task(loop, cycle(False)), n),
         ),
-        ("the same, with the deadline's cancel scope", median_us(in_a_task(loop, cycle(True)), n)),
+        (DEADLINE_PART, median_us(in_a_task(loop, cycle(True)), n)),
         ("Adapter.__call__", median_us(lambda: adapter(event, context), n)),
     ]
     _close(adapter)
@@ -441,7 +458,7 @@ def print_breakdown(parts: list[tuple[str, float]]) -> None:
     parse_us = values["parse_event(event)  [events/]"]
     app_us = values["app alone, in a task"]
     cycle_us = values["app in HTTPCycle + BufferedResponder + encode, no deadline"]
-    deadline_us = values["the same, with the deadline's cancel scope"]
+    deadline_us = values[DEADLINE_PART]
     call_us = values["Adapter.__call__"]
     print(
         "  => per call: "
@@ -450,7 +467,7 @@ def print_breakdown(parts: list[tuple[str, float]]) -> None:
                 f"task + loop run {task_us:.0f}",
                 f"app {app_us - task_us:.0f}",
                 f"cycle/responder/encoder {cycle_us - app_us:.0f}",
-                f"deadline scope {deadline_us - cycle_us:.0f}",
+                f"deadline {deadline_us - cycle_us:.0f}",
                 f"event parsing {parse_us:.0f}",
                 f"rest of the adapter {call_us - deadline_us - parse_us:.0f} µs",
             ]
