@@ -126,8 +126,8 @@ class FrozenRecord(Record):
     """A :class:`Record` that refuses to be changed, as a frozen dataclass does, for public settings values.
 
     ``__slots__`` names the fields in the order of ``__init__``'s parameters (a subclass's after its
-    base's), which ``repr``, ``copy`` and ``pickle`` follow. ``__init__`` sets each field with
-    ``object.__setattr__``; after that, setting or deleting any attribute raises ``AttributeError`` (a
+    base's), which ``repr``, ``copy`` and ``pickle`` follow. ``__init__`` sets the fields with
+    :meth:`_assign`; after that, setting or deleting any attribute raises ``AttributeError`` (a
     frozen dataclass raises ``FrozenInstanceError``, a subclass of it). :meth:`replace` is
     ``dataclasses.replace`` for these classes.
     """
@@ -139,6 +139,11 @@ class FrozenRecord(Record):
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def _assign(self, *values: Any) -> None:
+        """Set every field, in ``__slots__`` order: what an ``__init__`` does once its checks have passed."""
+        for name, value in zip(self._fields, values, strict=True):
+            object.__setattr__(self, name, value)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # copy and pickle rebuild through __init__ (``__slots__`` lists its parameters in order): their

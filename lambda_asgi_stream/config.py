@@ -116,18 +116,20 @@ class Config(FrozenRecord):
         exclude_headers: frozenset[str] = frozenset(),
         end_record: frozenset[EndRecordFormat] = frozenset(),
     ) -> None:
-        object.__setattr__(self, "runtime_api", runtime_api)
-        object.__setattr__(self, "invoke_mode", invoke_mode)
-        object.__setattr__(self, "lifespan", lifespan)
-        object.__setattr__(self, "base_path", base_path)
-        object.__setattr__(self, "timeout_margin_ms", timeout_margin_ms)
-        object.__setattr__(self, "max_concurrency", max_concurrency)
-        object.__setattr__(self, "snap_start", snap_start)
-        object.__setattr__(self, "log_level", log_level)
-        object.__setattr__(self, "padding", padding)
-        object.__setattr__(self, "sse", sse)
-        object.__setattr__(self, "exclude_headers", exclude_headers)
-        object.__setattr__(self, "end_record", end_record)
+        self._assign(
+            runtime_api,
+            invoke_mode,
+            lifespan,
+            base_path,
+            timeout_margin_ms,
+            max_concurrency,
+            snap_start,
+            log_level,
+            padding,
+            sse,
+            exclude_headers,
+            end_record,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -286,8 +286,7 @@ class PaddedStreamingResponder(StreamingResponder):
             self._busy = False  # a write is in progress: the timer starts no padding write meanwhile
             self._stalled = False  # padding is due but cannot be afforded until the next write
             self._warned = False
-            self._timer_at = math.inf  # when the timer is armed for
-            self._timer_beats = False  # ... and whether for a heartbeat
+            self._timer_beats = False  # the timer is armed for a heartbeat (not a push)
         await super().start(status, headers)
         if self.watched:
             wake = self._wake
@@ -359,7 +358,8 @@ class PaddedStreamingResponder(StreamingResponder):
             self._timer_beats
             and self.flusher is not None
             and self.flusher.pending
-            and self._timer_at > self.flusher.push_at(now)
+            and self._wake is not None
+            and self._wake.when > self.flusher.push_at(now)
         ):
             self._arm()
 
@@ -379,7 +379,6 @@ class PaddedStreamingResponder(StreamingResponder):
             assert self._wake is not None
             self._wake.set(due, self._fire)
             self._armed = True
-            self._timer_at = due
             # for a heartbeat, not a push: a write may then make a push due sooner (see _wrote)
             self._timer_beats = due == self._last_write + self._beat
 
@@ -404,8 +403,7 @@ class PaddedStreamingResponder(StreamingResponder):
             if wait < math.inf:
                 assert self._wake is not None
                 self._wake.set(now + wait, self._fire)
-                self._armed = True
-                self._timer_at, self._timer_beats = now + wait, False
+                self._armed, self._timer_beats = True, False
                 return
             self._stalled = True
             if not self._warned:
@@ -898,22 +896,20 @@ class HTTPCycle:
             except BaseException as exc:
                 return _app_fault(exc), self._expired
             return None, self._expired
-        scope_class = _anyio_cancel_scope()
-        if timer is not None:  # the caller's, kept armed for its next cycle
-            self._deadline, self._clock = deadline, timer.clock
-            if scope_class is not None:
-                return await self._call_in_anyio_scope(app, scope_class(deadline=deadline))
-            return await self._call_with_timer(app, timer, deadline)
-        task = asyncio.current_task()
-        assert task is not None
-        timer = DeadlineTimer(asyncio.get_running_loop(), task)  # this cycle's alone
+        own = timer is None  # else the caller's, kept armed for its next cycle
+        if timer is None:
+            task = asyncio.current_task()
+            assert task is not None
+            timer = DeadlineTimer(asyncio.get_running_loop(), task)  # this cycle's alone
         self._deadline, self._clock = deadline, timer.clock
+        scope_class = _anyio_cancel_scope()
         try:
             if scope_class is not None:
                 return await self._call_in_anyio_scope(app, scope_class(deadline=deadline))
             return await self._call_with_timer(app, timer, deadline)
         finally:
-            timer.close()  # no timer left on the loop for a task that may be gone
+            if own:
+                timer.close()  # no timer left on the loop for a task that may be gone
 
     async def _call_in_anyio_scope(self, app: ASGIApp, scope: Any) -> tuple[Exception | None, bool]:
         # The app has anyio loaded: an anyio scope, so that the app's shielded scopes finish first,
@@ -1134,12 +1130,11 @@ class DeadlineTimer:
         self.loop = loop
         self.clock = self._wake.clock  # the loop's clock (see clock_of)
         self._task = task
-        self.deadline = math.inf  # of the cycle in progress (inf: none)
         self.fired = False  # the cycle in progress was cancelled at its deadline
 
     def arm(self, deadline: float) -> asyncio.Task[Any]:
         """Cancel the task at ``deadline`` (a time on the loop's clock), unless disarmed first."""
-        self.deadline, self.fired = deadline, False
+        self.fired = False
         self._wake.set(deadline, self._expire)
         return self._task
 
@@ -1150,7 +1145,6 @@ class DeadlineTimer:
 
     def disarm(self) -> None:
         """The cycle is over: nothing to cancel (the loop timer may stay for the next one)."""
-        self.deadline = math.inf
         self._wake.clear()
 
     def close(self) -> None:
@@ -1159,7 +1153,6 @@ class DeadlineTimer:
 
     def _expire(self) -> None:
         self.fired = True
-        self.deadline = math.inf
         self._task.cancel()
 
 

@@ -129,10 +129,7 @@ class Prelude(FrozenRecord):
     def __init__(
         self, status: int, headers: list[tuple[str, str]], cookies: list[str], raw: dict[str, Any]
     ) -> None:
-        object.__setattr__(self, "status", status)
-        object.__setattr__(self, "headers", headers)
-        object.__setattr__(self, "cookies", cookies)
-        object.__setattr__(self, "raw", raw)
+        self._assign(status, headers, cookies, raw)
 
 
 def build_prelude(

@@ -43,10 +43,6 @@ _CHUNK_FOOTER = -2
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _OBS_FOLD = re.compile(rb"[ \t]+")
 
-# A byte looked for in bytes as its int value: ``b"\r" in data`` first tries the needle as an int, and
-# builds and drops a TypeError before it searches (about 8 times the cost of the search).
-_CR = 13
-
 #: The last chunk of a body without trailers (RFC 9112 7.1).
 LAST_CHUNK = b"0\r\n\r\n"
 # h11 refuses an incomplete head past its max_incomplete_event_size, 16 KiB; the Runtime API sends ~400 B.
@@ -173,9 +169,11 @@ def quick_reply(data: bytes) -> Reply | None:
         end < 0
         or head.count(b"\r") != breaks
         or head.count(b"\n") != breaks
-        or 0 in head  # NUL (an int needle: see _CR)
-        or 11 in head  # VT
-        or 12 in head  # FF
+        # NUL, VT, FF, looked for as ints: ``b"\x00" in head`` first tries the needle as an int, and builds
+        # and drops a TypeError before it searches (about 8 times the cost of the search)
+        or 0 in head
+        or 11 in head
+        or 12 in head
     ):
         return None
     status_line = lines[0]
@@ -210,8 +208,12 @@ def quick_reply(data: bytes) -> Reply | None:
     ):
         return None
     connection = found.get(b"connection")
-    keep_alive = connection is None or b"close" not in [t.strip().lower() for t in connection.split(b",")]
-    return Reply(status, fields, data[end + 4 :], keep_alive)
+    return Reply(status, fields, data[end + 4 :], connection is None or not _says_close(connection))
+
+
+def _says_close(connection: bytes) -> bool:
+    """Whether a ``Connection`` value holds the ``close`` option (RFC 9112 9.6)."""
+    return b"close" in [token.strip().lower() for token in connection.split(b",")]
 
 
 def _fail(message: str) -> RuntimeAPIError:
@@ -267,7 +269,7 @@ def _header_block(block: bytes) -> list[tuple[bytes, bytes]]:
                 return _fields(_head_lines(block[:-1]))
             lower = _remember(name)
         value = value.strip(b" \t")
-        if _CR in value:
+        if 13 in value:  # CR (an int needle, as in quick_reply)
             return _fields(_head_lines(block[:-1]))
         fields.append((lower, value))
     return fields
@@ -362,7 +364,7 @@ class ReplyParser:
                 lengths.update(part.strip() for part in value.split(b","))
             elif name == b"transfer-encoding":
                 encodings.append(value.lower())
-            elif b"close" in (t.strip().lower() for t in value.split(b",")):  # Connection
+            elif _says_close(value):  # Connection
                 self._keep_alive = False
         if http10:
             self._keep_alive = False

@@ -194,13 +194,7 @@ class PaddingPolicy(FrozenRecord):
             raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, not {mode!r}")
         if threshold < 1 or min(idle_ms, budget, rate, latency_ms) < 0:
             raise ValueError("padding threshold must be >= 1, idle_ms, budget, rate and latency_ms >= 0")
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "idle_ms", idle_ms)
-        object.__setattr__(self, "threshold", threshold)
-        object.__setattr__(self, "budget", budget)
-        object.__setattr__(self, "rate", rate)
-        object.__setattr__(self, "pad", pad)
-        object.__setattr__(self, "latency_ms", latency_ms)
+        self._assign(mode, idle_ms, threshold, budget, rate, pad, latency_ms)
 
     def for_response(self, headers: list[tuple[str, str]]) -> Flusher | None:
         """A flusher for one response, or None when it is not to be padded."""

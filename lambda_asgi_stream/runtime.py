@@ -114,11 +114,6 @@ class _Connection:
         # the loop the socket was connected on (asyncio.get_running_loop() costs a getpid() system call)
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def ensure(self, *, check_peer: bool = True) -> None:
-        """Have an open, idle connection: reuse the current one unless the server dropped it."""
-        if not self.take(check_peer=check_peer):
-            await self.open()
-
     def take(self, *, check_peer: bool = True) -> bool:
         """Start an exchange on the kept connection; False when there is none to reuse (then :meth:`open`).
 
@@ -417,19 +412,17 @@ class RuntimeClient:
         """
         head_request = request.method == "HEAD"
         conn = self.connection
-        try:
-            if self.blocking:
-                reply = conn.read_reply_blocking(head_request=head_request)
-            else:
-                reply = await conn.read_reply(head_request=head_request)
-        except _StaleConnection:
-            if request.method != "GET":
-                raise
-            await self.send(request)
-            if self.blocking:
-                reply = conn.read_reply_blocking(head_request=head_request)
-            else:
-                reply = await conn.read_reply(head_request=head_request)
+        for attempt in (1, 2):
+            try:
+                if self.blocking:
+                    reply = conn.read_reply_blocking(head_request=head_request)
+                else:
+                    reply = await conn.read_reply(head_request=head_request)
+                break
+            except _StaleConnection:
+                if request.method != "GET" or attempt == 2:
+                    raise
+                await self.send(request)
         if reply.status != request.expected_status:
             raise RuntimeAPIStatusError(request.method, request.path, reply.status, reply.body)
         return reply

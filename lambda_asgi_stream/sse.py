@@ -44,9 +44,7 @@ class SSEOptions(FrozenRecord):
     def __init__(
         self, heartbeat_s: float = DEFAULT_HEARTBEAT_S, error_event: bool = False, error_detail: bool = False
     ) -> None:
-        object.__setattr__(self, "heartbeat_s", heartbeat_s)
-        object.__setattr__(self, "error_event", error_event)
-        object.__setattr__(self, "error_detail", error_detail)
+        self._assign(heartbeat_s, error_event, error_detail)
 
 
 def is_event_stream(content_type: str) -> bool:

@@ -78,6 +78,4 @@ class HandledRequest(Request):
         handler: EventHandler | None = None,
         extra: Any = None,
     ) -> None:
-        super().__init__(scope, body, integration, multi_value_headers, streamable)
-        object.__setattr__(self, "handler", handler)
-        object.__setattr__(self, "extra", extra)
+        self._assign(scope, body, integration, multi_value_headers, streamable, handler, extra)

@@ -46,7 +46,7 @@ def peer() -> None:
 async def main() -> None:
     client = RuntimeClient(f"127.0.0.1:{server.getsockname()[1]}")
     conn = client.connection
-    await conn.ensure()
+    await conn.open()
     assert conn.sock is not None
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     conn.reusable = True  # as if a `next` had just been read on it: the POST goes on this connection
