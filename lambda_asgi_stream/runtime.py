@@ -8,9 +8,11 @@ apps keep using anyio freely.
 
 Writing: each write leaves in one ``sendmsg`` call (request head or chunk header, the app's bytes, CRLF,
 with no copy) straight on a non-blocking socket; the prelude is held until the body's first bytes or the
-end of the event-loop pass, so a short response is one system call. When the kernel buffer is full we
-wait for the socket to be writable, so ``await send()`` in the app returns only once its bytes are handed
-to the kernel (backpressure). Per invocation the loop creates no task and no task group: the app runs in
+end of the event-loop pass, so a short response is one system call, and small writes that follow the
+first body bytes in that pass leave together at its end (:class:`StreamingPost`). When the kernel buffer
+is full we wait for the socket to be writable, so ``await send()`` in the app returns only once its bytes
+are handed to the kernel, or at most 16 KiB of them held for the rest of the pass (backpressure). Per
+invocation the loop creates no task and no task group: the app runs in
 the worker's own task.
 
 The connection is kept alive between calls, as AWS's Node client does. The custom-runtime docs say to
@@ -177,6 +179,11 @@ class _Connection:
                 self._wake_drainers()
             self.sock.close()
             self.sock = None
+
+    @property
+    def pending(self) -> bool:
+        """Bytes wait in the queue, not yet written."""
+        return bool(self._pending)
 
     def queue(self, pieces: Iterable[bytes | memoryview]) -> None:
         """Add bytes to go out with the next :meth:`send` (or :meth:`send_now`)."""
@@ -463,14 +470,26 @@ class RuntimeClient:
 
 _NEXT = runtime_api.next_invocation()
 
+#: At most this many body bytes wait for the end of the pass that started a response (see
+#: :class:`StreamingPost`): the low end of the sizes at which Lambda was seen to forward a write at once
+#: (16 KB; others saw 100 KB), so a write it would forward at once never waits here.
+HOLD_LIMIT = 16 * 1024
+
 
 class StreamingPost:
     """The chunked ``POST .../response``: a :class:`~lambda_asgi_stream.cycle.StreamWriter`.
 
     The request head goes out with the first bytes (so an event that turns out unusable can still be
-    reported on ``.../error``); the prelude waits for the first body bytes or the end of the current
-    event-loop pass, whichever comes first; each ``write`` is one chunk; ``end`` sends the last bytes, the
-    last chunk and the trailers; :meth:`finish` reads Lambda's answer (202).
+    reported on ``.../error``); each ``write`` is one chunk; ``end`` sends the last bytes, the last chunk
+    and the trailers; :meth:`finish` reads Lambda's answer (202).
+
+    The event-loop pass that starts the response is sent in as few system calls as it safely can: the
+    prelude waits for the first body bytes or the end of the pass, whichever comes first; the first body
+    bytes leave at once, with it; the small writes that follow them in that same pass (a burst of SSE
+    events, the rest of a short page) wait for the end of the pass, the end of the response or a write
+    that would take them past :data:`HOLD_LIMIT`, and leave together, each still its own chunk. Every
+    later pass writes at once. Lambda holds writes that small itself until more bytes come, so only an app
+    that blocks its event loop right after such a burst could tell.
     """
 
     def __init__(self, client: RuntimeClient, request: APIRequest, head: bytes) -> None:
@@ -478,7 +497,9 @@ class StreamingPost:
         self.connection = client.connection
         self.request = request
         self._head: bytes | None = head
-        self._held = False
+        self._held = False  # the prelude's pass has not ended: a flush of what waits is due then
+        self._holding = False  # the first body bytes of that pass went out: hold the rest of its writes
+        self._held_size = 0  # body bytes waiting for that flush
         self.closed = False
 
     async def _open(self) -> None:
@@ -501,10 +522,10 @@ class StreamingPost:
             loop.call_soon(self._send_held)
 
     def _send_held(self) -> None:
-        # The app paused between its response start and its first body bytes (a slow first token): the
-        # prelude goes now, so the client gets the status and headers at once. What the kernel does not
-        # take at once goes with the next write.
-        self._held = False
+        # The pass that started the response is over: the app paused (a slow first token, the next
+        # upstream read), so the prelude, or the end of a burst, goes now. What the kernel does not take
+        # at once goes with the next write, which then waits for the socket (backpressure).
+        self._held = self._holding = False
         if self.connection.sock is not None and not self.closed:
             with contextlib.suppress(RuntimeAPIError):  # the next write reports a broken connection
                 self.connection.send_now()
@@ -515,8 +536,16 @@ class StreamingPost:
         if self._head is not None:
             await self._open()
         connection = self.connection
+        if self._holding and self._held_size + len(data) <= HOLD_LIMIT:
+            # Nothing else waits in the queue (the first body write emptied it), so the memory held is
+            # bounded, and a write past the limit takes all of it out and meets the socket's backpressure.
+            connection.queue(http1.chunk(data))
+            self._held_size += len(data)
+            return
         if not connection.write(http1.chunk(data)):
             await connection.drain()
+        self._holding = self._held  # False if the pass ended while we waited for the socket
+        self._held_size = 0
 
     async def end(self, data: bytes, trailers: Headers) -> None:
         if self.closed:

@@ -1,0 +1,147 @@
+"""When the bytes of a streamed response reach the socket: the pass that starts the response sends its
+burst together, every later write leaves at once. Real sockets on loopback; h11 reads the request at the
+end."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import h11
+import pytest
+
+from lambda_asgi_stream import runtime_api
+from lambda_asgi_stream.runtime import HOLD_LIMIT, RuntimeClient, StreamingPost
+
+PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
+
+
+class Peer:
+    """The server end of the connection: what has arrived so far, without waiting for more."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.settimeout(5)
+        self.wire = bytearray()
+
+    def arrived(self, expected: bytes) -> bytes:
+        """Everything sent so far, once ``expected`` has arrived (bytes on loopback may take a moment)."""
+        while expected not in self.wire:
+            data = self.sock.recv(1 << 20)
+            assert data, "the connection closed"
+            self.wire += data
+        return bytes(self.wire)
+
+    def nothing_more(self, post: StreamingPost) -> bool:
+        """No byte of ours is on the way: the queue is empty and the socket has nothing unread."""
+        self.sock.setblocking(False)
+        try:
+            self.wire += self.sock.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.settimeout(5)
+        return not post.connection.pending
+
+
+class Server:
+    """A listening socket on loopback; what it opened is closed with it."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.opened: list[RuntimeClient | socket.socket] = []
+
+    async def open_stream(self) -> tuple[StreamingPost, Peer]:
+        """A response started by its prelude, in the current event-loop pass (a fixture would end it)."""
+        client = RuntimeClient(f"127.0.0.1:{self.listener.getsockname()[1]}")
+        self.opened.append(client)
+        post = client.open_stream(runtime_api.streaming_response("req-1"))
+        await post.prelude(PRELUDE)  # connects; the prelude itself waits for the body or the pass's end
+        sock, _ = self.listener.accept()
+        self.opened.append(sock)
+        return post, Peer(sock)
+
+    def close(self) -> None:
+        for item in (*self.opened, self.listener):
+            item.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    server = Server()
+    yield server
+    server.close()
+
+
+def chunks_of(wire: bytes) -> list[bytes]:
+    """The request's body chunks as h11 reads them (and a check that the framing is sound)."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(wire)
+    seen: list[bytes] = []
+    while (event := conn.next_event()) is not h11.NEED_DATA:
+        if isinstance(event, h11.Data):
+            seen.append(bytes(event.data))
+        if isinstance(event, h11.EndOfMessage):
+            break
+    return seen
+
+
+@pytest.mark.anyio
+async def test_a_burst_after_the_first_body_bytes_leaves_at_the_end_of_the_pass(server: Server) -> None:
+    post, peer = await server.open_stream()
+    await post.write(b"one")  # the first body bytes leave at once, with the head and the prelude
+    assert b"one" in peer.arrived(b"3\r\none\r\n")
+    await post.write(b"two")
+    await post.write(b"three")
+    assert not peer.nothing_more(post)  # held: the app has not paused yet
+    assert b"two" not in peer.wire
+    await asyncio.sleep(0)  # the pass ends
+    peer.arrived(b"5\r\nthree\r\n")
+    await asyncio.sleep(0)
+    await post.write(b"four")  # a later pass writes at once
+    peer.arrived(b"4\r\nfour\r\n")
+    assert peer.nothing_more(post)
+    await post.end(b"", [])
+    wire = peer.arrived(b"0\r\n\r\n")
+    assert chunks_of(wire) == [PRELUDE, b"one", b"two", b"three", b"four"]  # each write its own chunk
+
+
+@pytest.mark.anyio
+async def test_the_end_takes_what_is_held_along(server: Server) -> None:
+    post, peer = await server.open_stream()
+    await post.write(b"a")
+    for piece in (b"b", b"c"):
+        await post.write(piece)
+    await post.end(b"d", [])  # the response ends within the pass: all of it in one go
+    assert peer.nothing_more(post)
+    assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"a", b"b", b"c", b"d"]
+
+
+@pytest.mark.anyio
+async def test_a_write_past_the_limit_takes_the_held_bytes_along_at_once(server: Server) -> None:
+    post, peer = await server.open_stream()
+    await post.write(b"first")
+    await post.write(b"small")
+    assert not peer.nothing_more(post)
+    big = b"x" * HOLD_LIMIT  # with what is held, past the limit: Lambda would forward a write this size
+    await post.write(big)
+    assert peer.nothing_more(post)  # all of it went in that write, in order, with nothing left behind
+    await post.write(b"after")  # the pass goes on: small writes are held again
+    assert not peer.nothing_more(post)
+    await post.end(b"", [])
+    wire = peer.arrived(b"0\r\n\r\n")
+    assert chunks_of(wire) == [PRELUDE, b"first", b"small", big, b"after"]
+
+
+@pytest.mark.anyio
+async def test_a_prelude_alone_leaves_when_the_pass_ends(server: Server) -> None:
+    post, peer = await server.open_stream()
+    assert not peer.nothing_more(post)
+    await asyncio.sleep(0)  # the app paused before its first body bytes (a slow first token)
+    peer.arrived(PRELUDE)
+    await post.write(b"later")  # a later pass: at once, nothing held
+    peer.arrived(b"5\r\nlater\r\n")
+    assert peer.nothing_more(post)
+    await post.end(b"", [])
+    assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"later"]
