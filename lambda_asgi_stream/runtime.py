@@ -352,6 +352,19 @@ class _Connection:
         return reply
 
 
+def _ready_queue(loop: asyncio.AbstractEventLoop | None) -> deque[asyncio.Handle] | None:
+    """The callbacks ``loop`` will run in its next pass: asyncio's own loops keep them in ``_ready`` (private,
+    and the same since Python 3.4); None for a loop without one (uvloop's)."""
+    ready = getattr(loop, "_ready", None)
+    return ready if isinstance(ready, deque) else None
+
+
+def _has_ready_callbacks(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether ``loop`` has callbacks ready to run; True when it cannot tell (then a pass is run anyway)."""
+    ready = _ready_queue(loop)
+    return ready is None or bool(ready)
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -440,9 +453,10 @@ class RuntimeClient:
         for attempt in range(1, _NEXT_ATTEMPTS + 1):
             try:
                 await self.send(_NEXT)
-                if self.blocking:
+                if self.blocking and _has_ready_callbacks(self.connection.loop):
                     # One pass of the event loop before the wait, so that tasks the last invocation left
                     # ready (a fire-and-forget upload) take their next step before the sandbox freezes.
+                    # With nothing ready (the usual case) the pass would only cost a poll of the loop.
                     await asyncio.sleep(0)
                 reply = await self.reply(_NEXT)
                 self.answered = False
@@ -497,7 +511,8 @@ class StreamingPost:
         self.connection = client.connection
         self.request = request
         self._head: bytes | None = head
-        self._held = False  # the prelude's pass has not ended: a flush of what waits is due then
+        # The prelude's pass has not ended: what waits is flushed then, by this callback on the loop's queue.
+        self._flush: asyncio.Handle | None = None
         self._holding = False  # the first body bytes of that pass went out: hold the rest of its writes
         self._held_size = 0  # body bytes waiting for that flush
         self.closed = False
@@ -514,18 +529,18 @@ class StreamingPost:
         if self._head is not None:
             await self._open()
         self.connection.queue(http1.chunk(data))
-        if not self._held:
-            self._held = True
+        if self._flush is None:
             loop = self.connection.loop
             if loop is None or loop.is_closed():
                 loop = asyncio.get_running_loop()
-            loop.call_soon(self._send_held)
+            self._flush = loop.call_soon(self._send_held)
 
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
         # upstream read), so the prelude, or the end of a burst, goes now. What the kernel does not take
         # at once goes with the next write, which then waits for the socket (backpressure).
-        self._held = self._holding = False
+        self._flush = None
+        self._holding = False
         if self.connection.sock is not None and not self.closed:
             with contextlib.suppress(RuntimeAPIError):  # the next write reports a broken connection
                 self.connection.send_now()
@@ -544,7 +559,7 @@ class StreamingPost:
             return
         if not connection.write(http1.chunk(data)):
             await connection.drain()
-        self._holding = self._held  # False if the pass ended while we waited for the socket
+        self._holding = self._flush is not None  # not if the pass ended while we waited for the socket
         self._held_size = 0
 
     async def end(self, data: bytes, trailers: Headers) -> None:
@@ -561,6 +576,8 @@ class StreamingPost:
         connection.queue((*http1.chunk(data), last) if data else (last,))
         if connection.send_now():  # the common case: all of it in one system call
             self.closed = True
+            if self._flush is not None:
+                self._cancel_flush()
             return
         # Backpressure. The last chunk waits until the data is out: if we are cancelled meanwhile (the
         # deadline), the failure's own last chunk, with its error trailers, is the only one on the wire.
@@ -569,6 +586,16 @@ class StreamingPost:
             connection.queue((last,))
         self.closed = True
         await connection.send(())
+
+    def _cancel_flush(self) -> None:
+        # Nothing is left to flush: take the callback off the loop's ready queue, so that a worker whose
+        # app left nothing else ready skips the loop pass before its next wait (see next_invocation).
+        flush, self._flush = self._flush, None
+        assert flush is not None
+        flush.cancel()
+        ready = _ready_queue(self.connection.loop)
+        if ready and ready[-1] is flush:  # the usual case; elsewhere in the queue it is merely skipped
+            ready.pop()
 
     async def finish(self) -> Reply:
         return await self.client.reply(self.request)

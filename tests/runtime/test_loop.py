@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -117,6 +118,39 @@ async def test_one_kept_alive_connection_per_worker(api: FakeRuntimeAPI) -> None
     assert len(api.requests) == 7
     assert {r.connection for r in api.requests} == {1}
     assert all(r.header("Connection") in (None, "keep-alive") for r in api.requests)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["RESPONSE_STREAM", "BUFFERED"])
+async def test_a_task_the_app_leaves_ready_steps_before_the_next_wait(api: FakeRuntimeAPI, mode: str) -> None:
+    # The worker blocks in its wait for `next`, where Lambda freezes the sandbox: a fire-and-forget task
+    # the app started must first get its turn (one loop pass), or it would not run before the next event.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def upload() -> None:
+            api.note("task", scope["path"])
+
+        asyncio.get_running_loop().create_task(upload())
+        await hello(scope, receive, send)
+
+    for path in ("/a", "/b"):
+        api.add(http_event(path))
+    await run_loop(app, api, invoke_mode=mode)
+    heads = [i for i, entry in enumerate(api.log) if entry[0] == "head" and entry[3].endswith("/next")]
+    assert len(heads) == 3
+    assert heads[1] < api.index(("task", "/a")) < heads[2]  # after /a's response, before the next wait
+
+
+def test_ready_callbacks_are_seen_on_asyncio_loops_and_assumed_elsewhere() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        assert not runtime_module._has_ready_callbacks(loop)  # nothing ready: no loop pass before `next`
+        handle = loop.call_soon(print)
+        assert runtime_module._has_ready_callbacks(loop)
+        handle.cancel()
+    finally:
+        loop.close()
+    assert runtime_module._has_ready_callbacks(None)  # unknown: the pass runs, as it always did
+    assert runtime_module._has_ready_callbacks(object())  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import h11
 import pytest
 
-from lambda_asgi_stream import runtime_api
+from lambda_asgi_stream import runtime, runtime_api
 from lambda_asgi_stream.runtime import HOLD_LIMIT, RuntimeClient, StreamingPost
 
 PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
@@ -145,3 +145,18 @@ async def test_a_prelude_alone_leaves_when_the_pass_ends(server: Server) -> None
     assert peer.nothing_more(post)
     await post.end(b"", [])
     assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"later"]
+
+
+@pytest.mark.anyio
+async def test_a_response_ended_in_its_first_pass_leaves_no_callback_on_the_loop(server: Server) -> None:
+    # Else the worker would run a loop pass before every `next` only to skip a cancelled callback.
+    post, peer = await server.open_stream()
+    await post.write(b"a")
+    flush = post._flush
+    assert flush is not None  # the end of the pass would send what is held
+    await post.end(b"b", [])
+    ready = runtime._ready_queue(asyncio.get_running_loop())
+    assert ready is not None
+    assert flush.cancelled()
+    assert all(handle is not flush for handle in ready)
+    assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"a", b"b"]
