@@ -279,13 +279,18 @@ class _Connection:
     async def read_reply(self, *, head_request: bool = False) -> Reply:
         """The reply to the request just sent, waiting on the event loop."""
         sock = self._socket()
-        parser = http1.ReplyParser(head_request=head_request)
+        parser = None
         loop = asyncio.get_running_loop()
         received = 0
         try:
             while True:
                 data = await loop.sock_recv(sock, _RECV_SIZE)
                 received += len(data)
+                if parser is None:
+                    reply = http1.quick_reply(data) if data and not head_request else None
+                    if reply is not None:  # the whole reply in the first read, in the usual shape
+                        return self._done(reply)
+                    parser = http1.ReplyParser(head_request=head_request)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
                     return self._done(reply)
@@ -304,7 +309,7 @@ class _Connection:
         if self._poller is None:
             self._poller = select.poll()
             self._poller.register(sock.fileno(), select.POLLIN)
-        parser = http1.ReplyParser(head_request=head_request)
+        parser = None
         received = 0
         self.waiting = True
         try:
@@ -317,6 +322,11 @@ class _Connection:
                 except BlockingIOError:
                     continue
                 received += len(data)
+                if parser is None:
+                    reply = http1.quick_reply(data) if data and not head_request else None
+                    if reply is not None:  # the whole reply in the first read, in the usual shape
+                        return self._done(reply)
+                    parser = http1.ReplyParser(head_request=head_request)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
                     return self._done(reply)
