@@ -23,9 +23,9 @@ COLOURS = ["#9e9e9e", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"]
 Series = tuple[str, dict[str, Any], float]
 
 
-def _series(files: list[str]) -> tuple[list[Series], list[tuple[str, float, float]]]:
+def _series(files: list[str]) -> tuple[list[Series], list[tuple[str, float, float, float]]]:
     """(series name, {scenario: result}, its run's ric-mangum) per checkout label, and (file, ric-mangum,
-    uvicorn) per file."""
+    uvicorn, python-floor) per file (nan where a run did not measure it)."""
     series: list[Series] = []
     references = []
     runs = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
@@ -38,7 +38,8 @@ def _series(files: list[str]) -> tuple[list[Series], list[tuple[str, float, floa
             results = {r["name"]: r for r in warm.values() if r.get("label") == label and "median_us" in r}
             series.append((name, results, ref))
         uvicorn = warm.get("uvicorn", {}).get("median_us", float("nan"))
-        references.append((stem, ref, uvicorn))
+        floor = warm.get("python-floor", {}).get("median_us", float("nan"))
+        references.append((stem, ref, uvicorn, floor))
     return series, references
 
 
@@ -68,7 +69,7 @@ def draw(out: str, files: list[str]) -> None:
             text = f"{h:.0f}\n{h / reference:.2f}x"
             ax.text(x, 4, text, ha="center", va="bottom", fontsize=7, color="white", fontweight="bold")
     styles = ["--", "-.", ":"]
-    for j, (stem, ref, uvicorn) in enumerate(references):
+    for j, (stem, ref, uvicorn, floor) in enumerate(references):
         tag = f" ({stem})" if len(references) > 1 else ""
         style = styles[j % len(styles)]
         ax.axhline(ref, color="#d62728", linestyle=style, linewidth=1.2, label=f"awslambdaric + Mangum{tag}")
@@ -77,6 +78,8 @@ def draw(out: str, files: list[str]) -> None:
                 ref * 0.5, color="#d62728", linestyle=":", linewidth=1, alpha=0.7, label="goal: 0.5x that"
             )
             ax.axhline(uvicorn, color="#555555", linestyle=":", linewidth=1, label="uvicorn, one request")
+            if floor == floor:  # not nan: the run measured it
+                ax.axhline(floor, color="#8c564b", linestyle="--", linewidth=1, label="python-floor")
     ax.set_xticks(range(len(scenarios)), [text for _, text in scenarios], fontsize=8)
     ax.set_ylabel("CPU µs per invocation (runtime process)")
     ax.set_title(

@@ -25,6 +25,8 @@ Variants, all serving the same raw ASGI app (``apps/bench_app.py``, no framework
 * ``ric-mangum``     ``python -m awslambdaric bench_mangum.handler``: ``Mangum(app, lifespan="off")``,
   buffered: what the managed Python runtime does today. The reference of every ratio.
 * ``uvicorn``        one keep-alive HTTP/1.1 request to ``uvicorn --http h11 --loop asyncio``, for scale
+* ``python-floor``   ``apps/floor_runtime.py``: the two exchanges on a blocking socket and json both ways,
+  nothing else (no ASGI, no checks): the least any Python runtime loop costs, for scale
 
 ``--ours LABEL=PATH`` (repeatable) runs the variants that import our package (``run-*``,
 ``ric-adapter``) once per checkout, with PATH first on ``PYTHONPATH`` (checked: the runtime reports
@@ -171,6 +173,16 @@ def shared_variants(exec_env: str) -> list[Variant]:
         ric(REFERENCE, "bench_mangum.handler", str(APPS), None, exec_env),
         threaded,
         Variant("uvicorn", None, "uvicorn", uvicorn_argv, uvicorn_env, "-", "/hello", bench_app.BODY),
+        Variant(
+            "python-floor",
+            None,
+            "runtime",
+            [PYTHON, str(APPS / "floor_runtime.py")],
+            dict(base_env(), PYTHONPATH=str(APPS)),
+            "buffered",
+            "/hello",
+            bench_app.BODY,
+        ),
     ]
 
 
