@@ -12,8 +12,7 @@ end of the event-loop pass, so a short response is one system call, and small wr
 first body bytes in that pass leave together at its end (:class:`StreamingPost`). When the kernel buffer
 is full we wait for the socket to be writable, so ``await send()`` in the app returns only once its bytes
 are handed to the kernel, or at most 16 KiB of them held for the rest of the pass (backpressure). Per
-invocation the loop creates no task and no task group: the app runs in
-the worker's own task.
+invocation the loop creates no task and no task group: the app runs in the worker's own task.
 
 The connection is kept alive between calls, as AWS's Node client does. The custom-runtime docs say to
 close it after a streamed response; a ``Connection: close`` from the server is honoured, and a connection
@@ -362,19 +361,6 @@ class _Connection:
         return reply
 
 
-def _ready_queue(loop: asyncio.AbstractEventLoop | None) -> deque[asyncio.Handle] | None:
-    """The callbacks ``loop`` will run in its next pass: asyncio's own loops keep them in ``_ready`` (private,
-    and the same since Python 3.4); None for a loop without one (uvloop's)."""
-    ready = getattr(loop, "_ready", None)
-    return ready if isinstance(ready, deque) else None
-
-
-def _has_ready_callbacks(loop: asyncio.AbstractEventLoop | None) -> bool:
-    """Whether ``loop`` has callbacks ready to run; True when it cannot tell (then a pass is run anyway)."""
-    ready = _ready_queue(loop)
-    return ready is None or bool(ready)
-
-
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -463,10 +449,9 @@ class RuntimeClient:
         for attempt in range(1, _NEXT_ATTEMPTS + 1):
             try:
                 await self.send(_NEXT)
-                if self.blocking and _has_ready_callbacks(self.connection.loop):
+                if self.blocking:
                     # One pass of the event loop before the wait, so that tasks the last invocation left
                     # ready (a fire-and-forget upload) take their next step before the sandbox freezes.
-                    # With nothing ready (the usual case) the pass would only cost a poll of the loop.
                     await asyncio.sleep(0)
                 reply = await self.reply(_NEXT)
                 self.answered = False
@@ -511,9 +496,11 @@ class StreamingPost:
     prelude waits for the first body bytes or the end of the pass, whichever comes first; the first body
     bytes leave at once, with it; the small writes that follow them in that same pass (a burst of SSE
     events, the rest of a short page) wait for the end of the pass, the end of the response or a write
-    that would take them past :data:`HOLD_LIMIT`, and leave together, each still its own chunk. Every
-    later pass writes at once. Lambda holds writes that small itself until more bytes come, so only an app
-    that blocks its event loop right after such a burst could tell.
+    that would take them past :data:`HOLD_LIMIT`, and leave together, each still its own chunk (what a
+    full socket does not take then goes as soon as it is writable). Every later pass writes at once.
+    Lambda holds writes that small itself until more bytes come, so a client can tell only when something
+    keeps the loop from ending the pass: the app blocking it right after such a burst, or another worker's
+    synchronous work.
     """
 
     def __init__(self, client: RuntimeClient, request: APIRequest, head: bytes) -> None:
@@ -521,10 +508,10 @@ class StreamingPost:
         self.connection = client.connection
         self.request = request
         self._head: bytes | None = head
-        # The prelude's pass has not ended: what waits is flushed then, by this callback on the loop's queue.
-        self._flush: asyncio.Handle | None = None
+        self._held = False  # the prelude's pass has not ended: a flush of what waits is due then
         self._holding = False  # the first body bytes of that pass went out: hold the rest of its writes
         self._held_size = 0  # body bytes waiting for that flush
+        self._drainer: asyncio.Task[None] | None = None  # sends what that flush could not
         self.closed = False
 
     async def _open(self) -> None:
@@ -539,21 +526,28 @@ class StreamingPost:
         if self._head is not None:
             await self._open()
         self.connection.queue(http1.chunk(data))
-        if self._flush is None:
+        if not self._held:
+            self._held = True
             loop = self.connection.loop
             if loop is None or loop.is_closed():
                 loop = asyncio.get_running_loop()
-            self._flush = loop.call_soon(self._send_held)
+            loop.call_soon(self._send_held)
 
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
         # upstream read), so the prelude, or the end of a burst, goes now. What the kernel does not take
         # at once goes with the next write, which then waits for the socket (backpressure).
-        self._flush = None
-        self._holding = False
-        if self.connection.sock is not None and not self.closed:
-            with contextlib.suppress(RuntimeAPIError):  # the next write reports a broken connection
-                self.connection.send_now()
+        self._held = self._holding = False
+        connection = self.connection
+        if connection.sock is None or self.closed:
+            return
+        with contextlib.suppress(RuntimeAPIError):  # the next write reports a broken connection
+            if connection.send_now() or self._drainer is not None:
+                return
+            # The socket is full: the rest goes as soon as it takes more, not with the app's next write,
+            # which may be seconds away (an SSE stream waiting for its next token).
+            loop = connection.loop or asyncio.get_running_loop()
+            self._drainer = loop.create_task(_drain_quietly(connection))
 
     async def write(self, data: bytes) -> None:
         if not data:  # a zero-size chunk would end the body (RFC 9112 7.1)
@@ -569,7 +563,7 @@ class StreamingPost:
             return
         if not connection.write(http1.chunk(data)):
             await connection.drain()
-        self._holding = self._flush is not None  # not if the pass ended while we waited for the socket
+        self._holding = self._held  # False if the pass ended while we waited for the socket
         self._held_size = 0
 
     async def end(self, data: bytes, trailers: Headers) -> None:
@@ -586,8 +580,6 @@ class StreamingPost:
         connection.queue((*http1.chunk(data), last) if data else (last,))
         if connection.send_now():  # the common case: all of it in one system call
             self.closed = True
-            if self._flush is not None:
-                self._cancel_flush()
             return
         # Backpressure. The last chunk waits until the data is out: if we are cancelled meanwhile (the
         # deadline), the failure's own last chunk, with its error trailers, is the only one on the wire.
@@ -596,16 +588,6 @@ class StreamingPost:
             connection.queue((last,))
         self.closed = True
         await connection.send(())
-
-    def _cancel_flush(self) -> None:
-        # Nothing is left to flush: take the callback off the loop's ready queue, so that a worker whose
-        # app left nothing else ready skips the loop pass before its next wait (see next_invocation).
-        flush, self._flush = self._flush, None
-        assert flush is not None
-        flush.cancel()
-        ready = _ready_queue(self.connection.loop)
-        if ready and ready[-1] is flush:  # the usual case; elsewhere in the queue it is merely skipped
-            ready.pop()
 
     async def finish(self) -> Reply:
         return await self.client.reply(self.request)
@@ -939,6 +921,11 @@ class LambdaRuntime:
         budget_ms = invocation.remaining_ms() - self.config.timeout_margin_ms
         now = timer.clock() if timer is not None else asyncio.get_running_loop().time()
         return now + max(0, budget_ms) / 1000
+
+
+async def _drain_quietly(connection: _Connection) -> None:
+    with contextlib.suppress(RuntimeAPIError):  # the connection broke: the next write or end() says so
+        await connection.drain()
 
 
 async def _run_to_completion(coro: Coroutine[Any, Any, None]) -> None:

@@ -140,19 +140,6 @@ async def test_a_task_the_app_leaves_ready_steps_before_the_next_wait(api: FakeR
     assert api.index(("app", "/a")) < api.index(("task", "/a")) < api.index(("app", "/b"))
 
 
-def test_ready_callbacks_are_seen_on_asyncio_loops_and_assumed_elsewhere() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        assert not runtime_module._has_ready_callbacks(loop)  # nothing ready: no loop pass before `next`
-        handle = loop.call_soon(print)
-        assert runtime_module._has_ready_callbacks(loop)
-        handle.cancel()
-    finally:
-        loop.close()
-    assert runtime_module._has_ready_callbacks(None)  # unknown: the pass runs, as it always did
-    assert runtime_module._has_ready_callbacks(object())  # type: ignore[arg-type]
-
-
 @pytest.mark.anyio
 async def test_server_closing_each_connection_is_fine() -> None:
     with FakeRuntimeAPI(close_connections=True) as api:
