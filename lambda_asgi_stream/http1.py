@@ -284,9 +284,11 @@ class ReplyParser:
 
     ``feed`` returns None until the reply is complete. A body delimited by the end of the connection
     completes only at :meth:`eof`. ``head_request`` is True when the request was ``HEAD`` (no body follows).
+    ``quick=False``: the caller has tried :func:`quick_reply` on the first bytes already.
     """
 
-    def __init__(self, *, head_request: bool = False) -> None:
+    def __init__(self, *, head_request: bool = False, quick: bool = True) -> None:
+        self._quick = quick and not head_request
         self._buffer = b""
         self._head_request = head_request
         self._status = 0
@@ -298,7 +300,8 @@ class ReplyParser:
         self._trailers: list[tuple[bytes, bytes]] | None = None
 
     def feed(self, data: bytes) -> Reply | None:
-        if self._framing is None and not self._buffer and not self._head_request:
+        if self._quick:
+            self._quick = False
             reply = quick_reply(data)  # the whole reply in the first read: the common case
             if reply is not None:
                 return reply

@@ -289,7 +289,7 @@ class _Connection:
                     reply = http1.quick_reply(data) if data and not head_request else None
                     if reply is not None:  # the whole reply in the first read, in the usual shape
                         return self._done(reply)
-                    parser = http1.ReplyParser(head_request=head_request)
+                    parser = http1.ReplyParser(head_request=head_request, quick=False)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
                     return self._done(reply)
@@ -325,7 +325,7 @@ class _Connection:
                     reply = http1.quick_reply(data) if data and not head_request else None
                     if reply is not None:  # the whole reply in the first read, in the usual shape
                         return self._done(reply)
-                    parser = http1.ReplyParser(head_request=head_request)
+                    parser = http1.ReplyParser(head_request=head_request, quick=False)
                 reply = parser.feed(data) if data else parser.eof()
                 if reply is not None:
                     return self._done(reply)
