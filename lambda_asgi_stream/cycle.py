@@ -1001,8 +1001,26 @@ class HTTPCycle:
             raise self._protocol_error(f"expected {_expected(state)} ({state}), but the app sent {kind!r}")
         self._check_deadline()
         try:
-            if step == "_body":
-                await self._body(message)
+            if step == "_body":  # the body steps inline: this runs for every body message of every response
+                body = message.get("body", b"")
+                if type(body) is not bytes:
+                    if not isinstance(body, (bytearray, memoryview)):
+                        raise self._protocol_error(
+                            f"http.response.body needs bytes, got {type(body).__name__}"
+                        )
+                    body = bytes(body)
+                if self._head:
+                    body = b""
+                more = bool(message.get("more_body", False))
+                if more and message.get("flush"):
+                    if body:
+                        await self.responder.body(body, True)
+                    await self.responder.flush()
+                elif body or not more:  # an empty chunk in the middle carries nothing
+                    await self.responder.body(body, more)
+                if not more:
+                    self.state = _DONE
+                    self._finish()
             else:
                 await self._start(message)
         except RuntimeAPIError as exc:
@@ -1032,27 +1050,6 @@ class HTTPCycle:
                 raise self._protocol_error(f"response header {name!r} has CR, LF or NUL in its value")
         await self.responder.start(status, headers)
         self.state = _BODY  # only once the prelude is out: a refused start leaves no body behind
-
-    async def _body(self, message: Message) -> None:
-        body = message.get("body", b"")
-        if type(body) is not bytes:
-            if not isinstance(body, (bytearray, memoryview)):
-                raise self._protocol_error(f"http.response.body needs bytes, got {type(body).__name__}")
-            body = bytes(body)
-        if self._head:
-            body = b""
-        more = bool(message.get("more_body", False))
-        if more and message.get("flush"):
-            if body:
-                await self.responder.body(body, True)
-            await self.responder.flush()
-        elif more and not body:
-            pass  # an empty chunk in the middle carries nothing
-        else:
-            await self.responder.body(body, more)
-        if not more:
-            self.state = _DONE
-            self._finish()
 
     def _protocol_error(self, text: str) -> ASGIProtocolError:
         error = ASGIProtocolError(text)
