@@ -4,6 +4,7 @@
     .venv/bin/python bench/invocation_cost.py --quick                    # ~1 min, this checkout only
     .venv/bin/python bench/invocation_cost.py --chart OUT.png --before A.json --after B.json
     .venv/bin/python bench/invocation_cost.py --profile run-stream-1     # cProfile of one runtime process
+    .venv/bin/python bench/invocation_cost.py --ours a=A --ours b=B --paired run-stream-4 --rounds 16
 
 Everything runs on loopback and stops by itself. A fake Lambda Runtime API (``_fake_api.py``, its own
 process) hands out a Function URL event per ``next`` and checks every response (status, exact body
@@ -27,6 +28,10 @@ Variants, all serving the same raw ASGI app (``apps/bench_app.py``, no framework
 * ``uvicorn``        one keep-alive HTTP/1.1 request to ``uvicorn --http h11 --loop asyncio``, for scale
 * ``python-floor``   ``apps/floor_runtime.py``: the two exchanges on a blocking socket and json both ways,
   nothing else (no ASGI, no checks): the least any Python runtime loop costs, for scale
+
+``--paired VARIANTS`` runs only those variants of ours, checkout against checkout in alternating order
+every round, and prints the median of the per-round ratios to the first ``--ours``: the figure to read for
+a change of a few percent on a noisy machine.
 
 ``--ours LABEL=PATH`` (repeatable) runs the variants that import our package (``run-*``,
 ``ric-adapter``) once per checkout, with PATH first on ``PYTHONPATH`` (checked: the runtime reports
@@ -192,6 +197,51 @@ def uvicorn_request() -> bytes:
 
 
 # --- warm: CPU per invocation ----------------------------------------------------------------------
+
+
+def run_paired(
+    api: FakeAPI, variants: list[Variant], args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    """--paired: each named variant, checkout against checkout, in alternating order every round.
+
+    A load change on the machine moves both sessions of a round alike, so the per-round ratio to the
+    first checkout is steadier than a ratio of medians: on a noisy day it still shows a 5 % change.
+    """
+    labels = list(args.ours)
+    if len(labels) < 2:
+        sys.exit("--paired compares checkouts: give two or more --ours LABEL=PATH")
+    names = args.paired.split(",")
+    by_key = {v.key: v for v in variants}
+    missing = [n for n in names if f"{labels[0]}:{n}" not in by_key]
+    if missing:
+        sys.exit(f"--paired: no variant of ours named {', '.join(missing)} (run-buffered, run-stream-1, ...)")
+    print(f"\nPaired: {args.rounds} rounds, N={args.count}, checkouts {' / '.join(labels)}")
+    seen_package: set[str] = set()
+    cpu: dict[str, dict[str, list[float]]] = {n: {label: [] for label in labels} for n in names}
+    for r in range(args.rounds):
+        for name in names:
+            for label in labels if r % 2 == 0 else labels[::-1]:
+                v = by_key[f"{label}:{name}"]
+                sample = runtime_session(
+                    api, v, event_bytes(v.path), warmup=args.warmup, count=args.count, workdir=workdir
+                )
+                check_package(v, sample, args.ours, seen_package)
+                cpu[name][label].append(sample["cpu_us"])
+        print(f"  round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}")
+    head = f"{'variant':24} {'checkout':10} {'µs/inv':>8}  {'rounds':>13}   x {labels[0]} (median of rounds)"
+    print(f"\n  {head}")
+    out: dict[str, Any] = {}
+    for name in names:
+        base = cpu[name][labels[0]]
+        for label in labels:
+            xs = cpu[name][label]
+            ratios = [x / b for x, b in zip(xs, base, strict=True)]
+            out[f"{label}:{name}"] = {"rounds_us": xs, "median_us": statistics.median(xs), "ratios": ratios}
+            print(
+                f"  {name:24} {label:10} {statistics.median(xs):8.1f}  [{min(xs):5.0f}-{max(xs):5.0f}]"
+                f"   {statistics.median(ratios):.3f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+            )
+    return out
 
 
 def run_warm(
@@ -602,6 +652,12 @@ def main() -> None:
         help="AWS_EXECUTION_ENV for awslambdaric (e.g. AWS_Lambda_python3.13, which makes it poll `next`"
         " from a thread, as the python3.12+ managed runtimes do); default unset: the cheaper loop",
     )
+    parser.add_argument(
+        "--paired",
+        metavar="VARIANTS",
+        help="comma-separated run-* variants: only those, checkout against checkout (two or more --ours),"
+        " alternating in each round, with the median of the per-round ratios (for small differences)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write every sample and median to OUT")
     parser.add_argument(
         "--profile", metavar="VARIANT", help="cProfile one process of VARIANT (e.g. run-stream-1)"
@@ -661,6 +717,9 @@ def main() -> None:
                 api, variant, args.count, workdir, args.profile_top, args.profile_clock, args.profile_out
             )
             return
+        if args.paired:
+            output["paired"] = run_paired(api, variants, args, workdir)
+            args.no_warm = args.no_cold = True
         if args.only:
             keep = set(args.only.split(",")) | {REFERENCE}
             variants = [v for v in variants if v.name in keep]
