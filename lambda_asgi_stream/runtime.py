@@ -535,14 +535,13 @@ class StreamingPost:
 
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
-        # upstream read), so the prelude, or the end of a burst, goes now. What the kernel does not take
-        # at once goes with the next write, which then waits for the socket (backpressure).
+        # upstream read), so the prelude, or the end of a burst, goes now. (Called once per response.)
         self._held = self._holding = False
         connection = self.connection
         if connection.sock is None or self.closed:
             return
         with contextlib.suppress(RuntimeAPIError):  # the next write reports a broken connection
-            if connection.send_now() or self._drainer is not None:
+            if connection.send_now():
                 return
             # The socket is full: the rest goes as soon as it takes more, not with the app's next write,
             # which may be seconds away (an SSE stream waiting for its next token).
