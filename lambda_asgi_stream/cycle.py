@@ -1145,8 +1145,7 @@ class DeadlineTimer:
         self._wake.clear()
 
     def close(self) -> None:
-        self.disarm()
-        self._wake.close()
+        self._wake.close()  # (which clears the setting, as disarm does)
 
     def _expire(self) -> None:
         self.fired = True

@@ -179,6 +179,12 @@ class _Connection:
             self.sock.close()
             self.sock = None
 
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop: the one the socket was connected on while it is usable, without the
+        ``getpid()`` system call of ``asyncio.get_running_loop()``."""
+        loop = self.loop
+        return loop if loop is not None and not loop.is_closed() else asyncio.get_running_loop()
+
     @property
     def pending(self) -> bool:
         """Bytes wait in the queue, not yet written."""
@@ -528,10 +534,7 @@ class StreamingPost:
         self.connection.queue(http1.chunk(data))
         if not self._held:
             self._held = True
-            loop = self.connection.loop
-            if loop is None or loop.is_closed():
-                loop = asyncio.get_running_loop()
-            loop.call_soon(self._send_held)
+            self.connection.event_loop().call_soon(self._send_held)
 
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
@@ -545,8 +548,7 @@ class StreamingPost:
                 return
             # The socket is full: the rest goes as soon as it takes more, not with the app's next write,
             # which may be seconds away (an SSE stream waiting for its next token).
-            loop = connection.loop or asyncio.get_running_loop()
-            self._drainer = loop.create_task(_drain_quietly(connection))
+            self._drainer = connection.event_loop().create_task(_drain_quietly(connection))
 
     async def write(self, data: bytes) -> None:
         if not data:  # a zero-size chunk would end the body (RFC 9112 7.1)
