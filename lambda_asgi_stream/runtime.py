@@ -367,6 +367,41 @@ class _Connection:
         return reply
 
 
+#: Cancelled callbacks (a streamed response's flush that had nothing left to send) kept on the loop's
+#: ready queue by skipped passes before a pass is run anyway to discard them (see _pass_would_idle).
+_CANCELLED_KEPT = 8
+
+
+def _pass_would_idle(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether a pass of ``loop`` now would run nothing at all, so that it may be skipped before a wait.
+
+    Only for asyncio's own selector loop, whose state is read directly (private attributes, the same in
+    3.10 to 3.14): no stop requested, no signal handler of its own, no file descriptor watched but its
+    self-pipe (an app's open upstream connection, the SIGTERM extension's long poll are), no callback
+    ready but cancelled ones, and no timer due. A pass would collect a due timer or a ready socket (their
+    callbacks then run in the pass after), so either one keeps it. Any other loop (uvloop), or any doubt,
+    and the pass runs. What comes during the wait (a timer falling due, a thread's
+    ``call_soon_threadsafe``) is seen by the next check, as the pass would have seen it only then too.
+    """
+    if type(loop) is not asyncio.SelectorEventLoop:
+        return False
+    state: Any = loop
+    try:
+        if state._stopping or state._signal_handlers or len(state._selector.get_map()) != 1:
+            return False
+        ready = state._ready
+        if len(ready) > _CANCELLED_KEPT:
+            return False  # only a pass takes cancelled callbacks off the queue: let one run now and then
+        for handle in ready:
+            if not handle._cancelled:
+                return False
+        scheduled = state._scheduled  # a heap: the first timer is the earliest
+        # due: what _run_once would move to the ready queue (when < now + clock resolution)
+        return not scheduled or scheduled[0]._when >= state.time() + state._clock_resolution
+    except (AttributeError, RuntimeError):  # RuntimeError: another thread added to the queue meanwhile
+        return False
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -455,9 +490,10 @@ class RuntimeClient:
         for attempt in range(1, _NEXT_ATTEMPTS + 1):
             try:
                 await self.send(_NEXT)
-                if self.blocking:
+                if self.blocking and not _pass_would_idle(self.connection.loop):
                     # One pass of the event loop before the wait, so that tasks the last invocation left
-                    # ready (a fire-and-forget upload) take their next step before the sandbox freezes.
+                    # ready (a fire-and-forget upload) take their next step before the sandbox freezes. It
+                    # is skipped when it would run and collect nothing (the usual case): it costs a poll.
                     await asyncio.sleep(0)
                 reply = await self.reply(_NEXT)
                 self.answered = False
@@ -514,7 +550,8 @@ class StreamingPost:
         self.connection = client.connection
         self.request = request
         self._head: bytes | None = head
-        self._held = False  # the prelude's pass has not ended: a flush of what waits is due then
+        # The prelude's pass has not ended: what waits is flushed then, by this callback on the loop.
+        self._flush: asyncio.Handle | None = None
         self._holding = False  # the first body bytes of that pass went out: hold the rest of its writes
         self._held_size = 0  # body bytes waiting for that flush
         self._drainer: asyncio.Task[None] | None = None  # sends what that flush could not
@@ -532,14 +569,14 @@ class StreamingPost:
         if self._head is not None:
             await self._open()
         self.connection.queue(http1.chunk(data))
-        if not self._held:
-            self._held = True
-            self.connection.event_loop().call_soon(self._send_held)
+        if self._flush is None:
+            self._flush = self.connection.event_loop().call_soon(self._send_held)
 
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
         # upstream read), so the prelude, or the end of a burst, goes now. (Called once per response.)
-        self._held = self._holding = False
+        self._flush = None
+        self._holding = False
         connection = self.connection
         if connection.sock is None or self.closed:
             return
@@ -564,7 +601,7 @@ class StreamingPost:
             return
         if not connection.write(http1.chunk(data)):
             await connection.drain()
-        self._holding = self._held  # False if the pass ended while we waited for the socket
+        self._holding = self._flush is not None  # not if the pass ended while we waited for the socket
         self._held_size = 0
 
     async def end(self, data: bytes, trailers: Headers) -> None:
@@ -581,6 +618,11 @@ class StreamingPost:
         connection.queue((*http1.chunk(data), last) if data else (last,))
         if connection.send_now():  # the common case: all of it in one system call
             self.closed = True
+            if self._flush is not None:
+                # Nothing is left for it to send. Cancelled, it no longer counts as ready work, so the
+                # worker can skip the loop pass before its next wait (_pass_would_idle).
+                self._flush.cancel()
+                self._flush = None
             return
         # Backpressure. The last chunk waits until the data is out: if we are cancelled meanwhile (the
         # deadline), the failure's own last chunk, with its error trailers, is the only one on the wire.

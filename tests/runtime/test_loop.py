@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
+import socket
 import threading
 from typing import Any
 
@@ -138,6 +140,124 @@ async def test_a_task_the_app_leaves_ready_steps_before_the_next_wait(api: FakeR
     await run_loop(app, api, invoke_mode=mode)
     # Without the pass, /a's task would first run when /b's app suspends, or before the third `next`.
     assert api.index(("app", "/a")) < api.index(("task", "/a")) < api.index(("app", "/b"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["RESPONSE_STREAM", "BUFFERED"])
+async def test_a_timer_due_and_a_socket_ready_before_the_wait_keep_the_pass(
+    api: FakeRuntimeAPI, mode: str
+) -> None:
+    # No task is ready, but a timer the app set is due and a socket it watches has data. The pass before
+    # the wait collects them (their callbacks then run in the pass after it, as in any asyncio loop), so it
+    # must not be skipped: an app that never suspends would otherwise never see them run.
+    reader, writer = socket.socketpair()
+    loop = asyncio.get_running_loop()
+
+    def readable(path: str) -> None:
+        loop.remove_reader(reader)
+        api.note("reader", path)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        path = scope["path"]
+        api.note("app", path)
+        if path == "/timer":
+            loop.call_at(loop.time(), api.note, "timer", path)  # due by the time the worker waits
+        elif path == "/socket":
+            writer.send(b"x")
+            loop.add_reader(reader, readable, path)
+        await hello(scope, receive, send)
+
+    for path in ("/timer", "/socket", "/last"):
+        api.add(http_event(path))
+    try:
+        await run_loop(app, api, invoke_mode=mode)
+    finally:
+        reader.close()
+        writer.close()
+    assert api.index(("app", "/timer")) < api.index(("timer", "/timer")) < api.index(("app", "/last"))
+    assert api.index(("app", "/socket")) < api.index(("reader", "/socket"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["RESPONSE_STREAM", "BUFFERED"])
+async def test_a_worker_whose_app_leaves_nothing_to_run_skips_the_loop_pass(
+    api: FakeRuntimeAPI, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pass before `next` would only poll the loop: it is skipped, but for one pass now and then that
+    # takes a streamed response's cancelled flush callbacks off the loop's queue.
+    selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    select = selector.select
+    polls: list[str] = []
+
+    def counting_select(timeout: float | None = None) -> Any:
+        polls.append("poll")
+        return select(timeout)
+
+    monkeypatch.setattr(selector, "select", counting_select)
+    count = 3 * runtime_module._CANCELLED_KEPT
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        polls.append(scope["path"])
+        await hello(scope, receive, send)
+
+    for i in range(count):
+        api.add(http_event(f"/{i}"))
+    await run_loop(app, api, invoke_mode=mode)
+    trace = "".join("p" if entry == "poll" else "a" for entry in polls)
+    between = trace[trace.index("a") : trace.rindex("a")]  # from the first app call to the last
+    assert between.count("a") == count - 1
+    if mode == "BUFFERED":
+        assert "p" not in between, trace
+    else:
+        assert 1 <= between.count("p") <= 3, trace  # one per _CANCELLED_KEPT + 1 invocations
+
+
+def test_a_pass_would_idle_only_when_it_would_run_nothing() -> None:
+    loop = asyncio.new_event_loop()
+    idle = runtime_module._pass_would_idle
+    try:
+        assert type(loop) is asyncio.SelectorEventLoop
+        assert idle(loop)
+        handle = loop.call_soon(print)
+        assert not idle(loop)  # a callback is ready
+        handle.cancel()
+        assert idle(loop)  # a cancelled one runs nothing
+        for _ in range(runtime_module._CANCELLED_KEPT):
+            loop.call_soon(print).cancel()
+        assert not idle(loop)  # too many kept: a pass is run to discard them
+        loop.run_until_complete(asyncio.sleep(0))
+        assert idle(loop)
+        later = loop.call_later(60, print)
+        assert idle(loop)  # a timer not yet due
+        due = loop.call_at(loop.time(), print)
+        assert not idle(loop)
+        due.cancel()
+        assert not idle(loop)  # cancelled but still first on the heap: the pass that would drop it runs
+        loop.run_until_complete(asyncio.sleep(0))
+        assert idle(loop)
+        later.cancel()
+        reader, writer = socket.socketpair()
+        with reader, writer:
+            loop.add_reader(reader, print)
+            assert not idle(loop)  # a watched socket may be ready: only a poll can tell
+            loop.remove_reader(reader)
+        assert idle(loop)
+        loop.add_signal_handler(signal.SIGUSR1, print)
+        assert not idle(loop)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        assert idle(loop)
+    finally:
+        loop.close()
+    assert not idle(None)  # no loop known, or one of another kind (uvloop): the pass runs
+
+    class OtherLoop(asyncio.SelectorEventLoop):
+        pass
+
+    other = OtherLoop()
+    try:
+        assert not idle(other)
+    finally:
+        other.close()
 
 
 @pytest.mark.anyio

@@ -166,3 +166,16 @@ async def test_what_the_end_of_the_pass_cannot_send_goes_once_the_socket_takes_i
     chunks = chunks_of(peer.arrived(b"0\r\n\r\n"))
     assert chunks[:2] == [PRELUDE, b"first"] and chunks[-1] == b"token"
     assert set(chunks[2:-1]) == {filler}
+
+
+@pytest.mark.anyio
+async def test_a_response_ended_in_its_first_pass_cancels_its_flush(server: Server) -> None:
+    # Nothing is left for the flush to send; cancelled, it no longer counts as work ready on the loop, so
+    # the worker may skip the loop pass before its next wait.
+    post, peer = await server.open_stream()
+    await post.write(b"a")
+    flush = post._flush
+    assert flush is not None and not flush.cancelled()  # the end of the pass would send what is held
+    await post.end(b"b", [])
+    assert flush.cancelled() and post._flush is None
+    assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"a", b"b"]
