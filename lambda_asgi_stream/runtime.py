@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -368,26 +369,37 @@ class _Connection:
 
 
 #: Cancelled callbacks (a streamed response's flush that had nothing left to send) kept on the loop's
-#: ready queue by skipped passes before a pass is run anyway to discard them (see _pass_would_idle).
+#: ready queue by skipped passes; one more and a pass is run anyway to discard them (see _pass_would_idle).
 _CANCELLED_KEPT = 8
+# When a pass rebuilds the timer heap to drop its cancelled timers (asyncio.base_events, same values
+# since 3.7): more than this many timers, more than this share of them cancelled.
+_HEAP_REBUILT_OVER = getattr(asyncio.base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
+_HEAP_REBUILT_SHARE = getattr(asyncio.base_events, "_MIN_CANCELLED_TIMER_HANDLES_FRACTION", 0.5)
 
 
-def _pass_would_idle(loop: asyncio.AbstractEventLoop | None) -> bool:
+def _pass_would_idle(loop: asyncio.AbstractEventLoop | None, quiet_fd: int = -1) -> bool:
     """Whether a pass of ``loop`` now would run nothing at all, so that it may be skipped before a wait.
 
     Only for asyncio's own selector loop, whose state is read directly (private attributes, the same in
     3.10 to 3.14): no stop requested, no signal handler of its own, no file descriptor watched but its
-    self-pipe (an app's open upstream connection, the SIGTERM extension's long poll are), no callback
-    ready but cancelled ones, and no timer due. A pass would collect a due timer or a ready socket (their
-    callbacks then run in the pass after), so either one keeps it. Any other loop (uvloop), or any doubt,
-    and the pass runs. What comes during the wait (a timer falling due, a thread's
-    ``call_soon_threadsafe``) is seen by the next check, as the pass would have seen it only then too.
+    self-pipe and ``quiet_fd`` (an app's open upstream connection is one), no callback ready but cancelled
+    ones, no timer due and no cancelled timer the pass would drop. A pass would collect a due timer or a
+    ready socket (their callbacks then run in that same pass, after the worker's step: its wait and the
+    next invocation), so either one keeps it. Any other loop (uvloop), or any doubt, and the pass runs.
+    What comes during the wait (a timer falling due, a thread's ``call_soon_threadsafe``) is seen by the
+    next check, as the pass would have seen it only then too.
+
+    ``quiet_fd``: a socket of ours whose readiness needs no pass before the wait (the SIGTERM extension's
+    long poll, answered only when Lambda stops the sandbox, when SIGTERM ends the wait anyway).
     """
     if type(loop) is not asyncio.SelectorEventLoop:
         return False
     state: Any = loop
     try:
-        if state._stopping or state._signal_handlers or len(state._selector.get_map()) != 1:
+        if state._stopping or state._signal_handlers:
+            return False
+        watched = state._selector.get_map()
+        if len(watched) != 1 and not (len(watched) == 2 and quiet_fd >= 0 and quiet_fd in watched):
             return False
         ready = state._ready
         if len(ready) > _CANCELLED_KEPT:
@@ -396,10 +408,18 @@ def _pass_would_idle(loop: asyncio.AbstractEventLoop | None) -> bool:
             if not handle._cancelled:
                 return False
         scheduled = state._scheduled  # a heap: the first timer is the earliest
-        # due: what _run_once would move to the ready queue (when < now + clock resolution)
-        return not scheduled or scheduled[0]._when >= state.time() + state._clock_resolution
-    except (AttributeError, RuntimeError):  # RuntimeError: another thread added to the queue meanwhile
-        return False
+        if not scheduled:
+            return True
+        # A pass drops cancelled timers (from the front of the heap, or all of them once they are most of a
+        # long heap: skipped, they and the contexts they hold would pile up) and moves due ones (when < now +
+        # clock resolution) to the ready queue.
+        first = scheduled[0]
+        if first._cancelled or first._when < state.time() + state._clock_resolution:
+            return False
+        count = len(scheduled)
+        return not (count > _HEAP_REBUILT_OVER and state._timer_cancelled_count > count * _HEAP_REBUILT_SHARE)
+    except Exception:  # a loop unlike the one we know, the queue changed meanwhile (a signal, a thread)
+        return False  # (in doubt, the pass runs)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -484,13 +504,16 @@ class RuntimeClient:
             raise RuntimeAPIStatusError(request.method, request.path, reply.status, reply.body)
         return reply
 
-    async def next_invocation(self) -> Invocation:
-        """Long-poll ``next``; retry Runtime API faults with bounded backoff, then raise."""
+    async def next_invocation(self, quiet_fd: int = -1) -> Invocation:
+        """Long-poll ``next``; retry Runtime API faults with bounded backoff, then raise.
+
+        ``quiet_fd``: a socket whose readiness needs no loop pass before the wait (see _pass_would_idle).
+        """
         delay = _BACKOFF_START
         for attempt in range(1, _NEXT_ATTEMPTS + 1):
             try:
                 await self.send(_NEXT)
-                if self.blocking and not _pass_would_idle(self.connection.loop):
+                if self.blocking and not _pass_would_idle(self.connection.loop, quiet_fd):
                     # One pass of the event loop before the wait, so that tasks the last invocation left
                     # ready (a fire-and-forget upload) take their next step before the sandbox freezes. It
                     # is skipped when it would run and collect nothing (the usual case): it costs a poll.
@@ -570,11 +593,15 @@ class StreamingPost:
             await self._open()
         self.connection.queue(http1.chunk(data))
         if self._flush is None:
-            self._flush = self.connection.event_loop().call_soon(self._send_held)
+            # In a context of its own: cancelled by end(), it may wait on the loop's queue for a few
+            # invocations, and a copy of the app's context would keep this one (its event) alive as long.
+            self._flush = self.connection.event_loop().call_soon(
+                self._send_held, context=contextvars.Context()
+            )
 
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
-        # upstream read), so the prelude, or the end of a burst, goes now. (Called once per response.)
+        # upstream read), so the prelude, or the end of a burst, goes now. (Called at most once per response.)
         self._flush = None
         self._holding = False
         connection = self.connection
@@ -678,6 +705,7 @@ class LambdaRuntime:
         self._stopping = False
         self._clients: list[RuntimeClient] = []
         self.invocations = 0
+        self._quiet_fd = -1  # the SIGTERM extension's long poll, while it waits (see _pass_would_idle)
 
     async def serve(self) -> None:
         try:
@@ -708,6 +736,9 @@ class LambdaRuntime:
             # asyncio.wait, not gather: when serve() itself is cancelled, the workers must learn that it is
             # a shutdown (self._stopping) before their cancellation reaches them.
             await asyncio.wait(workers)
+            for task in workers:
+                if not task.cancelled() and (fault := task.exception()) is not None:
+                    raise fault  # a fault of ours outside any invocation: never a silent exit 0
         finally:
             self._stopping = True
             for signum, handler in previous.items():
@@ -759,6 +790,8 @@ class LambdaRuntime:
                 # ours asks before the runtime's first `next`.
                 poll = runtime_api.extension_next(extension_id)
                 await client.send(poll)
+                assert client.connection.sock is not None
+                self._quiet_fd = client.connection.sock.fileno()  # no pass before a wait needs its reply
             except RuntimeAPIError as exc:
                 logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
                 return
@@ -767,6 +800,7 @@ class LambdaRuntime:
             with contextlib.suppress(RuntimeAPIError):  # a long poll that ends only with the sandbox
                 await client.reply(poll)
         finally:
+            self._quiet_fd = -1  # before the number can be reused
             client.close()
 
     async def _wait_for_restore(self) -> None:
@@ -786,7 +820,7 @@ class LambdaRuntime:
         wake = WakeUp(timer.loop)
         try:
             while True:
-                invocation = await client.next_invocation()
+                invocation = await client.next_invocation(self._quiet_fd)
                 await self._handle_safely(client, invocation, timer, wake)
         except _Stopped as stop:
             logger.info("received %s: shutting down", signal.Signals(stop.signum).name)

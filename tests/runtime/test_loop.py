@@ -144,72 +144,109 @@ async def test_a_task_the_app_leaves_ready_steps_before_the_next_wait(api: FakeR
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["RESPONSE_STREAM", "BUFFERED"])
-async def test_a_timer_due_and_a_socket_ready_before_the_wait_keep_the_pass(
-    api: FakeRuntimeAPI, mode: str
+@pytest.mark.parametrize("kind", ["timer", "socket"])
+async def test_a_timer_due_or_a_socket_ready_before_the_wait_keeps_the_pass(
+    api: FakeRuntimeAPI, mode: str, kind: str
 ) -> None:
-    # No task is ready, but a timer the app set is due and a socket it watches has data. The pass before
-    # the wait collects them (their callbacks then run in the pass after it, as in any asyncio loop), so it
-    # must not be skipped: an app that never suspends would otherwise never see them run.
-    reader, writer = socket.socketpair()
+    # No task is ready, but a timer the app set is due, or a socket it watches has data. The pass before
+    # the wait collects it (its callback then runs in that same pass, after the worker's step: the wait and
+    # the next invocation), so it must not be skipped: with an app that never suspends it would never run.
     loop = asyncio.get_running_loop()
+    reader, writer = socket.socketpair()
 
-    def readable(path: str) -> None:
+    def readable() -> None:
         loop.remove_reader(reader)
-        api.note("reader", path)
+        api.note(kind, "/set")
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         path = scope["path"]
         api.note("app", path)
-        if path == "/timer":
-            loop.call_at(loop.time(), api.note, "timer", path)  # due by the time the worker waits
-        elif path == "/socket":
+        if path == "/set" and kind == "timer":
+            loop.call_at(loop.time(), api.note, kind, path)  # due by the time the worker waits
+        elif path == "/set":
             writer.send(b"x")
-            loop.add_reader(reader, readable, path)
+            loop.add_reader(reader, readable)
         await hello(scope, receive, send)
 
-    for path in ("/timer", "/socket", "/last"):
+    for path in ("/set", "/next", "/last"):
         api.add(http_event(path))
     try:
         await run_loop(app, api, invoke_mode=mode)
     finally:
         reader.close()
         writer.close()
-    assert api.index(("app", "/timer")) < api.index(("timer", "/timer")) < api.index(("app", "/last"))
-    assert api.index(("app", "/socket")) < api.index(("reader", "/socket"))
+    assert api.index(("app", "/next")) < api.index((kind, "/set")) < api.index(("app", "/last"))
+
+
+def _count_polls(monkeypatch: pytest.MonkeyPatch, trace: list[str]) -> None:
+    selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    select = selector.select
+
+    def counting_select(timeout: float | None = None) -> Any:
+        trace.append("poll")
+        return select(timeout)
+
+    monkeypatch.setattr(selector, "select", counting_select)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["RESPONSE_STREAM", "BUFFERED"])
+@pytest.mark.parametrize("lifespan", [False, True])
 async def test_a_worker_whose_app_leaves_nothing_to_run_skips_the_loop_pass(
-    api: FakeRuntimeAPI, mode: str, monkeypatch: pytest.MonkeyPatch
+    api: FakeRuntimeAPI, mode: str, lifespan: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The pass before `next` would only poll the loop: it is skipped, but for one pass now and then that
-    # takes a streamed response's cancelled flush callbacks off the loop's queue.
-    selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
-    select = selector.select
-    polls: list[str] = []
-
-    def counting_select(timeout: float | None = None) -> Any:
-        polls.append("poll")
-        return select(timeout)
-
-    monkeypatch.setattr(selector, "select", counting_select)
+    # takes a streamed response's cancelled flush callbacks off the loop's queue. An app with a lifespan
+    # has the SIGTERM extension's long poll watched on the loop, which needs no pass either.
+    trace: list[str] = []
+    _count_polls(monkeypatch, trace)
     count = 3 * runtime_module._CANCELLED_KEPT
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        polls.append(scope["path"])
+        if scope["type"] == "lifespan":
+            if not lifespan:
+                raise RuntimeError("no lifespan here")
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        trace.append(scope["path"])
         await hello(scope, receive, send)
 
     for i in range(count):
         api.add(http_event(f"/{i}"))
-    await run_loop(app, api, invoke_mode=mode)
-    trace = "".join("p" if entry == "poll" else "a" for entry in polls)
-    between = trace[trace.index("a") : trace.rindex("a")]  # from the first app call to the last
+    await run_loop(app, api, invoke_mode=mode, lifespan="auto")
+    assert api.extensions == (["lambda-asgi-stream-sigterm"] if lifespan else [])
+    polls = "".join("p" if entry == "poll" else "a" for entry in trace)
+    between = polls[polls.index("a") : polls.rindex("a")]  # from the first app call to the last
     assert between.count("a") == count - 1
     if mode == "BUFFERED":
-        assert "p" not in between, trace
+        assert "p" not in between, polls
     else:
-        assert 1 <= between.count("p") <= 3, trace  # one per _CANCELLED_KEPT + 1 invocations
+        assert 1 <= between.count("p") <= 3, polls  # one per _CANCELLED_KEPT + 1 invocations
+
+
+@pytest.mark.anyio
+async def test_a_fault_of_ours_between_invocations_ends_serve_with_it(
+    api: FakeRuntimeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not an invocation's fault (those are reported and the loop goes on): a bug in the loop itself. The
+    # process must not end as if Lambda had stopped it cleanly.
+    real = runtime_module.RuntimeClient.next_invocation
+    calls: list[int] = []
+
+    async def next_invocation(self: Any, quiet_fd: int = -1) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("a bug of ours")
+        return await real(self, quiet_fd)
+
+    monkeypatch.setattr(runtime_module.RuntimeClient, "next_invocation", next_invocation)
+    invocation = api.add(http_event("/a"))
+    runtime = LambdaRuntime(hello, make_config(api), handle_signals=False, blocking_waits=True)
+    with anyio.fail_after(TIMEOUT), pytest.raises(ValueError, match="a bug of ours"):
+        await runtime.serve()
+    assert list(api.answers) == [invocation.request_id]
 
 
 def test_a_pass_would_idle_only_when_it_would_run_nothing() -> None:
@@ -236,10 +273,26 @@ def test_a_pass_would_idle_only_when_it_would_run_nothing() -> None:
         loop.run_until_complete(asyncio.sleep(0))
         assert idle(loop)
         later.cancel()
+        assert not idle(loop)  # a cancelled timer first on the heap: the pass would drop it
+        loop.run_until_complete(asyncio.sleep(0))
+        assert idle(loop)
+        timers = [loop.call_later(60 + i, print) for i in range(150)]
+        assert idle(loop)
+        for timer in timers[1::2]:
+            timer.cancel()
+        assert idle(loop)  # half of them cancelled: a pass would leave the heap as it is
+        timers[2].cancel()
+        assert not idle(loop)  # most of them cancelled: a pass would rebuild the heap without them
+        for timer in timers:
+            timer.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        assert idle(loop)
         reader, writer = socket.socketpair()
         with reader, writer:
             loop.add_reader(reader, print)
             assert not idle(loop)  # a watched socket may be ready: only a poll can tell
+            assert idle(loop, quiet_fd=reader.fileno())  # unless it needs no pass before the wait
+            assert not idle(loop, quiet_fd=writer.fileno())
             loop.remove_reader(reader)
         assert idle(loop)
         loop.add_signal_handler(signal.SIGUSR1, print)

@@ -5,6 +5,7 @@ end."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 from collections.abc import Iterator
 
@@ -179,3 +180,21 @@ async def test_a_response_ended_in_its_first_pass_cancels_its_flush(server: Serv
     await post.end(b"b", [])
     assert flush.cancelled() and post._flush is None
     assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"a", b"b"]
+
+
+@pytest.mark.anyio
+async def test_the_flush_callback_keeps_none_of_the_apps_context(server: Server) -> None:
+    # Cancelled, it may stay on the loop's queue for a few invocations: a copy of the app's context there
+    # would keep those invocations (their events) alive.
+    token = APP_VAR.set(b"an event of 6 MB")
+    try:
+        post, _ = await server.open_stream()
+        flush = post._flush
+        assert flush is not None
+        assert APP_VAR not in flush._context  # type: ignore[attr-defined]
+        await post.end(b"", [])
+    finally:
+        APP_VAR.reset(token)
+
+
+APP_VAR: contextvars.ContextVar[bytes] = contextvars.ContextVar("app_var")
