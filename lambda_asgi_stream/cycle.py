@@ -37,6 +37,7 @@ the response is complete, then returns ``http.disconnect`` for ever after.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import sys
@@ -67,7 +68,7 @@ from .encoder import (
 from .end_record import EndRecordFormat, EndRecordWriter
 from .end_record import choose as choose_end_record
 from .events import Request
-from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy
+from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy, PadFunction, pad_function_for
 from .runtime_api import LambdaContext
 from .sse import HEARTBEAT, SSEOptions, is_event_stream, terminal_error_event
 
@@ -100,6 +101,12 @@ class StreamWriter(Protocol):
 
     async def end(self, data: bytes, trailers: Headers) -> None: ...
 
+    def when_pass_ends(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` at the end of the event-loop pass that wrote the prelude, if the writer waits
+        for it anyway (to send what it held) and the response is not over by then; False when it does not
+        (then the caller asks the loop itself)."""
+        ...
+
 
 class PlainWriter:
     """A base for a :class:`StreamWriter` built from ``write`` and ``close`` alone.
@@ -122,6 +129,9 @@ class PlainWriter:
         if data:
             await self.write(data)
         await self.close(trailers)
+
+    def when_pass_ends(self, callback: Callable[[], None]) -> bool:
+        return False  # nothing is held, so nothing waits for the end of the pass
 
 
 class Responder(Protocol):
@@ -229,8 +239,10 @@ class PaddedStreamingResponder(StreamingResponder):
     the oldest of them, or ``idle_ms`` after the last write with no target), the timer starts one write of
     just enough padding to push them out; an SSE response silent for ``heartbeat_s`` gets a heartbeat
     comment. A write only records its time, and a timer that fires early re-arms itself for the rest of
-    the wait, so a burst of writes costs no wake-ups. A response the flusher can
-    do nothing for (binary, JSON, no SSE heartbeat) is decided at ``start`` and costs nothing more.
+    the wait, so a burst of writes costs no wake-ups. The timer is first armed when the event-loop pass
+    that started the response ends with the response still open (until then writes are only noted: most
+    responses end in that pass). A response the flusher can do nothing for (binary, JSON, no SSE
+    heartbeat) is decided at ``start`` and costs nothing more.
 
     Apps ask for a flush with ``await lambda_asgi_stream.flush(scope)`` (the ``FLUSH_EXTENSION``) or a body
     message with ``"flush": True``.
@@ -255,49 +267,81 @@ class PaddedStreamingResponder(StreamingResponder):
         self._wake = wake  # the caller's, shared by its responses one after another (else one of our own)
         self._own_wake = wake is None
         self.sse = sse or _NO_SSE_OPTIONS
-        self.flusher: Flusher | None = None
-        self.is_sse = False
-        self.watched = False
-        self._tracked = False  # the last bytes written matter (padding, heartbeats, an SSE error event)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._now: Callable[[], float] = time.monotonic  # the loop's clock, set with _loop
-        self._armed = False  # the timer (self._wake) is set for _fire
-        self._job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
-        self._closed = False
-        self._tail = b""
+        # The other fields start at their class-level values below (one responder per streamed response).
+
+    flusher: Flusher | None = None
+    is_sse = False
+    watched = False
+    _tracked = False  # the last bytes written matter (padding, heartbeats, an SSE error event)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _armed = False  # the timer (self._wake) is set for _fire
+    _job: asyncio.Task[None] | None = None  # a padding or heartbeat write in flight
+    _closed = False
+    _tail = b""
+    _early: list[bytes] | None = None  # body bytes written in the pass that started the response
+    _busy = False  # a write is in progress: the timer starts no padding write meanwhile
+    _stalled = False  # padding is due but cannot be afforded until the next write
+    _warned = False
+    _timer_beats = False  # the timer is armed for a heartbeat (not a push)
+    _pass_end: asyncio.Handle | None = None  # the callback at the end of that pass
 
     async def start(self, status: int, headers: Headers) -> None:
-        content_type = content_encoding = override = ""
-        for name, value in headers:  # one pass over the raw names: no decoding of the others
+        content_type = encoding = override = b""
+        for name, value in headers:  # one pass over the raw names: no decoding
             lower = name.lower()
             if lower == b"content-type":
-                content_type = value.decode("latin-1")
+                content_type = value
             elif lower == b"content-encoding":
-                content_encoding = value.decode("latin-1")
+                encoding = value
             elif lower == _PADDING_HEADER:
-                override = value.decode("latin-1")
-        self.flusher = self.policy.for_content(content_type, content_encoding, override)
-        self.is_sse = is_event_stream(content_type)
-        self._beat = self.sse.heartbeat_s if self.is_sse and self.sse.heartbeat_s > 0 else math.inf
+                override = value
+        pad, is_sse = _content_kind(content_type)
+        if encoding or override:  # rare: decided in full (a compressed body is never padded nor added to)
+            self.flusher = self.policy.for_content(
+                content_type.decode("latin-1"), encoding.decode("latin-1"), override.decode("latin-1")
+            )
+            is_sse = is_sse and encoding.strip().lower() in (b"", b"identity")
+        else:
+            self.flusher = self.policy.flusher(pad)
+        self.is_sse = is_sse
+        self._beat = self.sse.heartbeat_s if is_sse and self.sse.heartbeat_s > 0 else math.inf
         automatic = self.flusher is not None and self.flusher.automatic
         self.watched = automatic or self._beat < math.inf
         self._tracked = self.watched or self.is_sse or self.flusher is not None
-        if self._tracked:  # the flusher's state, made only for a response it can act on
-            self._busy = False  # a write is in progress: the timer starts no padding write meanwhile
-            self._stalled = False  # padding is due but cannot be afforded until the next write
-            self._warned = False
-            self._timer_beats = False  # the timer is armed for a heartbeat (not a push)
         await super().start(status, headers)
         if self.watched:
             wake = self._wake
             if wake is None:
                 wake = self._wake = WakeUp(asyncio.get_running_loop())
             self._loop, self._now = wake.loop, wake.clock
-            self._last_write = now = self._now()
-            # One timer for the whole response when it is short: armed now for the earliest a push could
-            # be due, so that the writes that follow have nothing to re-arm.
-            first_push = now + self.flusher.first_push_after() if automatic and self.flusher else math.inf
-            self._arm(min(now + self._beat, first_push))
+            self._last_write = self._now()
+            # No timer can fire before the event-loop pass that started the response ends, and most
+            # responses end in it (the app never paused): so far its writes are only noted, and the
+            # flusher catches up with them, and arms its timer, when the pass ends with the response
+            # still open. (An empty context: cancelled, the callback may wait on the loop's queue a while,
+            # and must not keep the app's context alive meanwhile.)
+            self._early = []
+            if not self.writer.when_pass_ends(self._pass_over):  # (the runtime's writer waits for it)
+                self._pass_end = self._loop.call_soon(self._pass_over, context=contextvars.Context())
+
+    def _pass_over(self) -> None:
+        self._pass_end = None
+        if not self._closed:
+            self._catch_up()
+            self._arm()
+
+    def _catch_up(self) -> None:
+        """Account for the body bytes written in the pass that started the response (see :meth:`start`).
+
+        They count as written when the response started, so a push is never later than it would have been
+        had each write been accounted for on its own; the app's pause counts from the end of the pass.
+        """
+        early, self._early = self._early, None
+        if early:
+            for data in early:
+                self._account(data, self._last_write)
+            self._last_write = self._now()
 
     async def body(self, data: bytes, more: bool) -> None:
         if not self.watched:
@@ -319,10 +363,14 @@ class PaddedStreamingResponder(StreamingResponder):
         finally:
             self._busy = False
         if data:
-            now = self._now()
             stats = self.stats
             stats.bytes += len(data)
             stats.chunks += 1
+            early = self._early
+            if early is not None:  # the pass that started the response: see start
+                early.append(data)
+                return
+            now = self._now()
             self._account(data, now)
             self._wrote(now)
 
@@ -345,6 +393,8 @@ class PaddedStreamingResponder(StreamingResponder):
     @property
     def tail(self) -> bytes:
         """The last bytes written (at most 16)."""
+        if self._early:
+            self._catch_up()
         return self.flusher.tail if self.flusher is not None else self._tail
 
     def _wrote(self, now: float) -> None:
@@ -478,6 +528,7 @@ class PaddedStreamingResponder(StreamingResponder):
         flusher = self.flusher
         if flusher is None:
             return
+        self._catch_up()
         loop = self._loop or asyncio.get_running_loop()
         self._loop, self._now = loop, clock_of(loop)
         if 0 < (wait := flusher.delay(loop.time())) < math.inf:
@@ -504,7 +555,10 @@ class PaddedStreamingResponder(StreamingResponder):
         await super().fail(exc)
 
     def close(self) -> None:
-        self._closed = True
+        self._closed = True  # (what the first pass wrote stays noted: a failure's SSE error event follows it)
+        if self._pass_end is not None:
+            self._pass_end.cancel()
+            self._pass_end = None
         if self._wake is not None:
             if self._own_wake:
                 self._wake.close()
@@ -1055,6 +1109,26 @@ class HTTPCycle:
         error = ASGIProtocolError(text)
         self._send_error = self._send_error or error
         return error
+
+
+_CONTENT_KINDS: dict[bytes, tuple[PadFunction | None, bool]] = {}
+_CONTENT_KINDS_KEPT = 64  # distinct content-type values remembered (an app uses a handful)
+
+
+def _content_kind(content_type: bytes) -> tuple[PadFunction | None, bool]:
+    """The padding a content-type value takes (None: never padded), and whether it is an event stream.
+
+    Remembered per raw value: a padded response asks once, and an app sends the same few values again and
+    again. (A value made per response, a multipart boundary, only refills the memory now and then.)
+    """
+    kind = _CONTENT_KINDS.get(content_type)
+    if kind is None:
+        text = content_type.decode("latin-1")
+        kind = (pad_function_for(text), is_event_stream(text))
+        if len(_CONTENT_KINDS) >= _CONTENT_KINDS_KEPT:
+            _CONTENT_KINDS.clear()
+        _CONTENT_KINDS[content_type] = kind
+    return kind
 
 
 def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Literal, Protocol
 
 from ._errors import EndRecordError
@@ -164,6 +164,8 @@ class _Writer(Protocol):
 
     async def end(self, data: bytes, trailers: list[tuple[bytes, bytes]]) -> None: ...
 
+    def when_pass_ends(self, callback: Callable[[], None]) -> bool: ...
+
 
 class EndRecordWriter:
     """A stream writer that counts and hashes the body on its way to ``inner``, and appends the record at a
@@ -179,6 +181,9 @@ class EndRecordWriter:
 
     async def prelude(self, data: bytes) -> None:
         await self.inner.prelude(data)
+
+    def when_pass_ends(self, callback: Callable[[], None]) -> bool:
+        return self.inner.when_pass_ends(callback)
 
     async def write(self, data: bytes) -> None:
         self._account(data)

@@ -212,8 +212,14 @@ class PaddingPolicy(FrozenRecord):
             mode = self.mode
         if mode == "none":
             return None
-        pad = self.pad or pad_function_for(content_type, content_encoding)
-        if pad is None:
+        return self.flusher(pad_function_for(content_type, content_encoding), mode)
+
+    def flusher(self, pad: PadFunction | None, mode: PaddingMode | None = None) -> Flusher | None:
+        """A flusher for a response whose content takes ``pad`` (None: never padded), under ``mode``
+        (default: the policy's); the policy's own ``pad``, when set, is used instead of ``pad``."""
+        mode = mode or self.mode
+        pad = self.pad or pad
+        if mode == "none" or pad is None:
             return None
         return Flusher(
             pad,
@@ -258,14 +264,16 @@ class Flusher:
         self.automatic = automatic
         self.latency = latency
         self.idle = idle
-        self.pending = 0
-        self.since = 0.0  # when the oldest pending byte was written (meaningful while pending)
-        self.padding_bytes = 0
-        self.exhausted = False  # a hard budget (rate 0) is spent
-        self.throttled = False  # the burst is spent; pads now wait for the refill
         self._tokens = float(budget)
-        self._at: float | None = None
-        self.tail = b""  # the last bytes written (at most 16), which padding must follow safely
+        # The other fields start at their class-level values below (one flusher per streamed response).
+
+    pending = 0
+    since = 0.0  # when the oldest pending byte was written (meaningful while pending)
+    padding_bytes = 0
+    exhausted = False  # a hard budget (rate 0) is spent
+    throttled = False  # the burst is spent; pads now wait for the refill
+    _at: float | None = None
+    tail = b""  # the last bytes written (at most 16), which padding must follow safely
 
     def wrote(self, data: bytes, now: float = 0.0) -> None:
         """Account for bytes written at ``now`` (model: released once ``threshold`` are pending)."""
@@ -277,10 +285,6 @@ class Flusher:
         self.pending += len(data)
         if self.pending >= self.threshold:
             self.pending = 0
-
-    def first_push_after(self) -> float:
-        """The shortest time from a response's start to its first automatic push (a write at the start)."""
-        return self.latency * LATENCY_SHARE if self.latency > 0 else self.idle
 
     def push_at(self, last_write: float) -> float:
         """When an automatic push of the pending bytes is due (``inf``: nothing pending).

@@ -37,7 +37,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from . import hooks, http1, runtime_api
@@ -370,7 +370,7 @@ class _Connection:
 
 #: Cancelled callbacks (a streamed response's flush that had nothing left to send) kept on the loop's
 #: ready queue by skipped passes; one more and a pass is run anyway to discard them (see _pass_would_idle).
-_CANCELLED_KEPT = 8
+_CANCELLED_KEPT = 16
 # When a pass rebuilds the timer heap to drop its cancelled timers (asyncio.base_events, same values
 # since 3.7): more than this many timers, more than this share of them cancelled.
 _HEAP_REBUILT_OVER = getattr(asyncio.base_events, "_MIN_SCHEDULED_TIMER_HANDLES", 100)
@@ -577,6 +577,7 @@ class StreamingPost:
         self._flush: asyncio.Handle | None = None
         self._holding = False  # the first body bytes of that pass went out: hold the rest of its writes
         self._held_size = 0  # body bytes waiting for that flush
+        self._at_pass_end: Callable[[], None] | None = None  # the caller's, called after that flush
         self._drainer: asyncio.Task[None] | None = None  # sends what that flush could not
         self.closed = False
 
@@ -599,11 +600,25 @@ class StreamingPost:
                 self._send_held, context=contextvars.Context()
             )
 
+    def when_pass_ends(self, callback: Callable[[], None]) -> bool:
+        if self._flush is None or self._at_pass_end is not None:
+            return False
+        self._at_pass_end = callback
+        return True
+
     def _send_held(self) -> None:
         # The pass that started the response is over: the app paused (a slow first token, the next
         # upstream read), so the prelude, or the end of a burst, goes now. (Called at most once per response.)
         self._flush = None
         self._holding = False
+        callback, self._at_pass_end = self._at_pass_end, None
+        try:
+            self._send_what_is_held()
+        finally:
+            if callback is not None:
+                callback()
+
+    def _send_what_is_held(self) -> None:
         connection = self.connection
         if connection.sock is None or self.closed:
             return
@@ -646,10 +661,11 @@ class StreamingPost:
         if connection.send_now():  # the common case: all of it in one system call
             self.closed = True
             if self._flush is not None:
-                # Nothing is left for it to send. Cancelled, it no longer counts as ready work, so the
-                # worker can skip the loop pass before its next wait (_pass_would_idle).
+                # Nothing is left for it to send, nor for the caller to do at the end of the pass (the
+                # response is over). Cancelled, it no longer counts as ready work, so the worker can skip
+                # the loop pass before its next wait (_pass_would_idle).
                 self._flush.cancel()
-                self._flush = None
+                self._flush = self._at_pass_end = None
             return
         # Backpressure. The last chunk waits until the data is out: if we are cancelled meanwhile (the
         # deadline), the failure's own last chunk, with its error trailers, is the only one on the wire.

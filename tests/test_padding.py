@@ -276,6 +276,37 @@ async def test_responses_one_after_another_share_one_wake_up() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_response_over_in_the_pass_that_started_it_sets_no_timer() -> None:
+    # Most responses: the app never paused, so no push could ever have been due. The flusher makes no loop
+    # timer for them and leaves no callback behind.
+    policy = PaddingPolicy(mode="idle", threshold=THRESHOLD)
+    wake = cycle_module.WakeUp(asyncio.get_running_loop())
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for n in range(4):
+            await send({"type": "http.response.body", "body": f"data: {n}\n\n".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    writer = HeldBackWriter(THRESHOLD)
+    responder = PaddedStreamingResponder(writer, "function-url", policy, wake=wake)
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    assert wake._handle is None and wake.when == math.inf  # type: ignore[attr-defined]
+    assert responder._pass_end is None and responder.stats.padding == 0
+    assert [event[1] for event in sse_events(writer.delivered())] == ["0", "1", "2", "3"]
+
+
+def test_content_kinds_are_remembered_within_a_bound() -> None:
+    cycle_module._CONTENT_KINDS.clear()
+    assert cycle_module._content_kind(b"text/event-stream; charset=utf-8")[1]
+    assert cycle_module._content_kind(b"Text/HTML")[0] is pad_function_for("text/html")
+    for n in range(3 * cycle_module._CONTENT_KINDS_KEPT):
+        assert cycle_module._content_kind(f"multipart/byteranges; boundary={n}".encode()) == (None, False)
+    assert len(cycle_module._CONTENT_KINDS) <= cycle_module._CONTENT_KINDS_KEPT
+
+
+@pytest.mark.anyio
 async def test_a_wake_up_set_later_fires_once_at_the_later_time_and_clears() -> None:
     loop = asyncio.get_running_loop()
     wake = cycle_module.WakeUp(loop)

@@ -181,3 +181,42 @@ async def test_heartbeat_inside_an_unfinished_event_does_not_split_it() -> None:
     decoder = SSEDecoder()
     events = [e for line in stream.decode().splitlines() if (e := decoder.decode(line)) is not None]
     assert [(e.event, e.data) for e in events] == [("token", "hello")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("written", "separator"),
+    [(b"data: partial\n\n", b""), (b"data: partial\n", b"\n"), (b"data: half", b"\n\n")],
+)
+async def test_the_error_event_follows_what_the_first_pass_wrote(written: bytes, separator: bytes) -> None:
+    # With padding on, the writes of the pass that started the response are only noted until it ends;
+    # a failure in that pass must still see where the last of them stopped.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(start())
+        await send({"type": "http.response.body", "body": written, "more_body": True})
+        raise RuntimeError("upstream went away")
+
+    recorder = Recorder()
+    responder = PaddedStreamingResponder(
+        recorder, "function-url", PaddingPolicy(mode="idle"), SSEOptions(heartbeat_s=0, error_event=True)
+    )
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    _, body = decode_stream(b"".join(recorder.writes))
+    assert body.startswith(written + separator + b"event: error\n")
+
+
+@pytest.mark.anyio
+async def test_a_compressed_event_stream_gets_no_heartbeat_and_no_error_event() -> None:
+    # Its bytes are gzip's, not lines: a comment or an event written among them would corrupt it.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"\x1f\x8b compressed\n", "more_body": True})
+        await anyio.sleep(0.1)
+        raise RuntimeError("upstream went away")
+
+    recorder = await run(app, SSEOptions(heartbeat_s=0.01, error_event=True))
+    assert HEARTBEAT not in recorder.writes
+    _, body = decode_stream(b"".join(recorder.writes))
+    assert body == b"\x1f\x8b compressed\n"
+    assert read_error_trailers(recorder.trailers) is not None

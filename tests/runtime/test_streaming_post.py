@@ -8,11 +8,14 @@ import asyncio
 import contextvars
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import h11
 import pytest
 
 from lambda_asgi_stream import http1, runtime_api
+from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder
+from lambda_asgi_stream.padding import PaddingPolicy
 from lambda_asgi_stream.runtime import HOLD_LIMIT, RuntimeClient, StreamingPost
 
 PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
@@ -198,3 +201,59 @@ async def test_the_flush_callback_keeps_none_of_the_apps_context(server: Server)
 
 
 APP_VAR: contextvars.ContextVar[bytes] = contextvars.ContextVar("app_var")
+
+
+@pytest.mark.anyio
+async def test_a_callback_at_the_end_of_the_pass_runs_after_the_held_bytes_left(server: Server) -> None:
+    post, peer = await server.open_stream()
+    seen: list[bool] = []
+    assert post.when_pass_ends(lambda: seen.append(post.connection.pending))
+    assert not post.when_pass_ends(print)  # one caller: its responder
+    await post.write(b"a")
+    await post.write(b"b")  # held
+    await asyncio.sleep(0)  # the pass ends
+    assert seen == [False]  # called, with nothing left waiting in the queue
+    assert not post.when_pass_ends(print)  # that pass is over
+    await post.end(b"", [])
+    assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"a", b"b"]
+
+
+@pytest.mark.anyio
+async def test_a_response_over_in_its_first_pass_drops_the_callback(server: Server) -> None:
+    post, peer = await server.open_stream()
+    seen: list[int] = []
+    assert post.when_pass_ends(lambda: seen.append(1))
+    await post.end(b"all of it", [])
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert seen == []
+    assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"all of it"]
+
+
+@pytest.mark.anyio
+async def test_the_flusher_pushes_what_the_first_pass_wrote_once_the_app_pauses(server: Server) -> None:
+    # On the runtime's writer the padding flusher hears of the end of the first pass from the writer's
+    # own flush: the event written in that pass is still padded out while the app then waits.
+    client = RuntimeClient(f"127.0.0.1:{server.listener.getsockname()[1]}")
+    server.opened.append(client)
+    post = client.open_stream(runtime_api.streaming_response("req-1"))
+    policy = PaddingPolicy(mode="idle", latency_ms=20, threshold=1024)
+    responder = PaddedStreamingResponder(post, "function-url", policy)
+    peers: list[Peer] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        sock, _ = server.listener.accept()  # connected by the prelude
+        server.opened.append(sock)
+        peers.append(Peer(sock))
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        assert responder._pass_end is None  # the writer calls back: no loop callback of the responder's
+        # Paused: the padding, a comment line after the event, comes while the app still waits.
+        await asyncio.to_thread(peers[0].arrived, b"\r\n:")
+        await send({"type": "http.response.body", "body": b""})
+
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    chunks = chunks_of(peers[0].arrived(b"0\r\n\r\n"))
+    assert chunks[1] == b"data: 1\n\n"
+    assert chunks[2].startswith(b":") and responder.stats.padding == len(chunks[2])
