@@ -68,7 +68,15 @@ from .encoder import (
 from .end_record import EndRecordFormat, EndRecordWriter
 from .end_record import choose as choose_end_record
 from .events import Request
-from .padding import FLUSH_EXTENSION, PADDING_HEADER, Flusher, PaddingPolicy, PadFunction, pad_function_for
+from .padding import (
+    FLUSH_EXTENSION,
+    PADDING_HEADER,
+    Flusher,
+    PaddingPolicy,
+    PadFunction,
+    is_identity,
+    pad_function_for,
+)
 from .runtime_api import LambdaContext
 from .sse import HEARTBEAT, SSEOptions, is_event_stream, terminal_error_event
 
@@ -103,8 +111,9 @@ class StreamWriter(Protocol):
 
     def when_pass_ends(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` at the end of the event-loop pass that wrote the prelude, if the writer waits
-        for it anyway (to send what it held) and the response is not over by then; False when it does not
-        (then the caller asks the loop itself)."""
+        for it anyway (to send what it held; a full socket may leave some of it for later); False when it
+        does not (then the caller asks the loop itself). A response over in that pass may or may not get
+        the call: the callback checks."""
         ...
 
 
@@ -280,6 +289,7 @@ class PaddedStreamingResponder(StreamingResponder):
     _closed = False
     _tail = b""
     _early: list[bytes] | None = None  # body bytes written in the pass that started the response
+    _first_write = 0.0  # when the first of them was written
     _busy = False  # a write is in progress: the timer starts no padding write meanwhile
     _stalled = False  # padding is due but cannot be afforded until the next write
     _warned = False
@@ -297,11 +307,11 @@ class PaddedStreamingResponder(StreamingResponder):
             elif lower == _PADDING_HEADER:
                 override = value
         pad, is_sse = _content_kind(content_type)
-        if encoding or override:  # rare: decided in full (a compressed body is never padded nor added to)
+        if encoding or override:  # rare: decided in full (nothing is added to a compressed body)
             self.flusher = self.policy.for_content(
                 content_type.decode("latin-1"), encoding.decode("latin-1"), override.decode("latin-1")
             )
-            is_sse = is_sse and encoding.strip().lower() in (b"", b"identity")
+            is_sse = is_sse and is_identity(encoding.decode("latin-1"))
         else:
             self.flusher = self.policy.flusher(pad)
         self.is_sse = is_sse
@@ -315,14 +325,16 @@ class PaddedStreamingResponder(StreamingResponder):
             if wake is None:
                 wake = self._wake = WakeUp(asyncio.get_running_loop())
             self._loop, self._now = wake.loop, wake.clock
-            self._last_write = self._now()
             # No timer can fire before the event-loop pass that started the response ends, and most
             # responses end in it (the app never paused): so far its writes are only noted, and the
             # flusher catches up with them, and arms its timer, when the pass ends with the response
             # still open. (An empty context: cancelled, the callback may wait on the loop's queue a while,
             # and must not keep the app's context alive meanwhile.)
             self._early = []
-            if not self.writer.when_pass_ends(self._pass_over):  # (the runtime's writer waits for it)
+            # (The runtime's writer waits for that end anyway. A writer made before when_pass_ends was
+            # part of the protocol may lack it.)
+            hook = getattr(self.writer, "when_pass_ends", None)
+            if hook is None or not hook(self._pass_over):
                 self._pass_end = self._loop.call_soon(self._pass_over, context=contextvars.Context())
 
     def _pass_over(self) -> None:
@@ -334,13 +346,16 @@ class PaddedStreamingResponder(StreamingResponder):
     def _catch_up(self) -> None:
         """Account for the body bytes written in the pass that started the response (see :meth:`start`).
 
-        They count as written when the response started, so a push is never later than it would have been
-        had each write been accounted for on its own; the app's pause counts from the end of the pass.
+        All of them count as written when the first of them was, so no push is ever later than it would
+        have been had each write been timed on its own (at most earlier, by as long as the pass went on
+        after that first write). With no write in that pass, the app's silence counts from now.
         """
         early, self._early = self._early, None
         if early:
             for data in early:
-                self._account(data, self._last_write)
+                self._account(data, self._first_write)
+            self._last_write = self._first_write
+        elif early is not None:
             self._last_write = self._now()
 
     async def body(self, data: bytes, more: bool) -> None:
@@ -368,6 +383,8 @@ class PaddedStreamingResponder(StreamingResponder):
             stats.chunks += 1
             early = self._early
             if early is not None:  # the pass that started the response: see start
+                if not early:
+                    self._first_write = self._now()
                 early.append(data)
                 return
             now = self._now()

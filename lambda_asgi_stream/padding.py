@@ -130,6 +130,12 @@ def _ndjson_pad(tail: bytes, n: int) -> bytes:
     return b" " * n
 
 
+def is_identity(content_encoding: str) -> bool:
+    """Whether a ``content-encoding`` value leaves the body as it is (none, or ``identity``)."""
+    encoding = content_encoding.strip()
+    return not encoding or encoding.lower() == "identity"
+
+
 def pad_function_for(content_type: str, content_encoding: str = "") -> PadFunction | None:
     """The safe padding for a response, or None when it must never be padded.
 
@@ -138,7 +144,7 @@ def pad_function_for(content_type: str, content_encoding: str = "") -> PadFuncti
     >>> pad_function_for("application/json") is None
     True
     """
-    if content_encoding.strip() and content_encoding.strip().lower() != "identity":
+    if not is_identity(content_encoding):
         return None  # compressed bytes: padding would corrupt the stream
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "text/event-stream":

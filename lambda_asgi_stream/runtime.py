@@ -370,6 +370,7 @@ class _Connection:
 
 #: Cancelled callbacks (a streamed response's flush that had nothing left to send) kept on the loop's
 #: ready queue by skipped passes; one more and a pass is run anyway to discard them (see _pass_would_idle).
+#: A response leaves one (two when padded on another writer): a pass every 17 invocations or so.
 _CANCELLED_KEPT = 16
 # When a pass rebuilds the timer heap to drop its cancelled timers (asyncio.base_events, same values
 # since 3.7): more than this many timers, more than this share of them cancelled.

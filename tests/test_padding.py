@@ -297,6 +297,37 @@ async def test_a_response_over_in_the_pass_that_started_it_sets_no_timer() -> No
     assert [event[1] for event in sse_events(writer.delivered())] == ["0", "1", "2", "3"]
 
 
+@pytest.mark.anyio
+async def test_the_writes_of_the_first_pass_count_from_the_first_of_them() -> None:
+    # They are only noted while that pass runs: accounted for when it ends, as written when the first of
+    # them was (not when the response started, not when the pass ended), so no push comes later than it
+    # would have, and none much earlier.
+    clock = [100.0]
+    wake = cycle_module.WakeUp(asyncio.get_running_loop())
+    wake.clock = lambda: clock[0]
+    policy = PaddingPolicy(mode="idle", threshold=THRESHOLD, latency_ms=200)
+    writer = HeldBackWriter(THRESHOLD)
+    responder = PaddedStreamingResponder(writer, "function-url", policy, wake=wake)
+    seen: list[tuple[float, float]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        clock[0] = 100.15  # the app works a while before its first event
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        clock[0] = 100.3
+        await send({"type": "http.response.body", "body": b"data: 2\n\n", "more_body": True})
+        clock[0] = 100.4
+        await asyncio.sleep(0)  # the pass ends
+        assert responder.flusher is not None
+        seen.append((responder.flusher.since, responder._last_write))
+        await send({"type": "http.response.body", "body": b""})
+
+    await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    wake.close()
+    assert seen == [(100.15, 100.15)]
+
+
 def test_content_kinds_are_remembered_within_a_bound() -> None:
     cycle_module._CONTENT_KINDS.clear()
     assert cycle_module._content_kind(b"text/event-stream; charset=utf-8")[1]

@@ -204,7 +204,9 @@ APP_VAR: contextvars.ContextVar[bytes] = contextvars.ContextVar("app_var")
 
 
 @pytest.mark.anyio
-async def test_a_callback_at_the_end_of_the_pass_runs_after_the_held_bytes_left(server: Server) -> None:
+async def test_a_callback_at_the_end_of_the_pass_runs_after_the_flush_of_the_held_bytes(
+    server: Server,
+) -> None:
     post, peer = await server.open_stream()
     seen: list[bool] = []
     assert post.when_pass_ends(lambda: seen.append(post.connection.pending))
