@@ -1179,7 +1179,10 @@ class WakeUp:
         if handle is None or handle.when() > when:
             if handle is not None:
                 handle.cancel()
-            self._handle = self.loop.call_at(when, self._fire)
+            # In a context of its own: the timer outlives the invocation that set it (a deadline timer
+            # stays for the whole function timeout), and a copy of that invocation's context would keep
+            # its event alive as long. Its callbacks need none.
+            self._handle = self.loop.call_at(when, self._fire, context=contextvars.Context())
 
     def clear(self, callback: Callable[[], None] | None = None) -> None:
         """Nothing to call (only if ``callback`` is the one set, when given); the loop timer may stay."""
@@ -1198,7 +1201,7 @@ class WakeUp:
         if callback is None:
             return  # cleared: the next setting makes a timer again
         if self.clock() < self.when:  # set later since: wait for the rest
-            self._handle = self.loop.call_at(self.when, self._fire)
+            self._handle = self.loop.call_at(self.when, self._fire, context=contextvars.Context())
             return
         self.when, self._callback = math.inf, None
         callback()

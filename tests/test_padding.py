@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 from html.parser import HTMLParser
@@ -335,6 +336,21 @@ def test_content_kinds_are_remembered_within_a_bound() -> None:
     for n in range(3 * cycle_module._CONTENT_KINDS_KEPT):
         assert cycle_module._content_kind(f"multipart/byteranges; boundary={n}".encode()) == (None, False)
     assert len(cycle_module._CONTENT_KINDS) <= cycle_module._CONTENT_KINDS_KEPT
+
+
+@pytest.mark.anyio
+async def test_a_wake_up_keeps_none_of_the_context_that_set_it() -> None:
+    # Its loop timer outlives the invocation that set it (a worker's deadline timer stays for the function
+    # timeout): a copy of that invocation's context would keep its event alive as long.
+    var: contextvars.ContextVar[bytes] = contextvars.ContextVar("event")
+    wake = cycle_module.WakeUp(asyncio.get_running_loop())
+    token = var.set(b"an event of 6 MB")
+    try:
+        wake.set(wake.clock() + 60, print)
+        assert var not in wake._handle._context  # type: ignore[union-attr]
+    finally:
+        var.reset(token)
+        wake.close()
 
 
 @pytest.mark.anyio
