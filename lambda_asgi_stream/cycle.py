@@ -290,6 +290,7 @@ class PaddedStreamingResponder(StreamingResponder):
     _tail = b""
     _early: list[bytes] | None = None  # body bytes written in the pass that started the response
     _first_write = 0.0  # when the first of them was written
+    _context: contextvars.Context | None = None  # the app's, for the padding and heartbeat jobs
     _busy = False  # a write is in progress: the timer starts no padding write meanwhile
     _stalled = False  # padding is due but cannot be afforded until the next write
     _warned = False
@@ -307,7 +308,7 @@ class PaddedStreamingResponder(StreamingResponder):
             elif lower == _PADDING_HEADER:
                 override = value
         pad, is_sse = _content_kind(content_type)
-        if encoding or override:  # rare: decided in full (nothing is added to a compressed body)
+        if encoding or override:  # rare: decided in full (a compressed body gets no SSE extras)
             self.flusher = self.policy.for_content(
                 content_type.decode("latin-1"), encoding.decode("latin-1"), override.decode("latin-1")
             )
@@ -328,13 +329,15 @@ class PaddedStreamingResponder(StreamingResponder):
             # No timer can fire before the event-loop pass that started the response ends, and most
             # responses end in it (the app never paused): so far its writes are only noted, and the
             # flusher catches up with them, and arms its timer, when the pass ends with the response
-            # still open. (An empty context: cancelled, the callback may wait on the loop's queue a while,
-            # and must not keep the app's context alive meanwhile.)
+            # still open. Its jobs run in the app's context (the timer's callback runs in none).
+            self._context = contextvars.copy_context()
             self._early = []
             # (The runtime's writer waits for that end anyway. A writer made before when_pass_ends was
             # part of the protocol may lack it.)
             hook = getattr(self.writer, "when_pass_ends", None)
             if hook is None or not hook(self._pass_over):
+                # An empty context: cancelled, the callback may wait on the loop's queue a while, and must
+                # not keep the app's context (its event) alive meanwhile.
                 self._pass_end = self._loop.call_soon(self._pass_over, context=contextvars.Context())
 
     def _pass_over(self) -> None:
@@ -482,8 +485,10 @@ class PaddedStreamingResponder(StreamingResponder):
         self._arm()
 
     def _start_job(self, write: Callable[[], Any]) -> None:
-        assert self._loop is not None
-        self._job = self._loop.create_task(self._run_job(write))
+        assert self._loop is not None and self._context is not None
+        # In the app's context: a log line of the job's may meet the app's logging filters, which may
+        # read it (the request id). (create_task takes a context only from Python 3.11.)
+        self._job = self._context.run(self._loop.create_task, self._run_job(write))
 
     async def _run_job(self, write: Callable[[], Any]) -> None:
         self._busy = True

@@ -183,7 +183,8 @@ class EndRecordWriter:
         await self.inner.prelude(data)
 
     def when_pass_ends(self, callback: Callable[[], None]) -> bool:
-        return self.inner.when_pass_ends(callback)
+        hook = getattr(self.inner, "when_pass_ends", None)  # (a writer made before it was in the protocol)
+        return hook is not None and bool(hook(callback))
 
     async def write(self, data: bytes) -> None:
         self._account(data)

@@ -370,7 +370,8 @@ class _Connection:
 
 #: Cancelled callbacks (a streamed response's flush that had nothing left to send) kept on the loop's
 #: ready queue by skipped passes; one more and a pass is run anyway to discard them (see _pass_would_idle).
-#: A response leaves one (two when padded on another writer): a pass every 17 invocations or so.
+#: A streamed response that ends in its first pass leaves one (the writer's flush; the padding flusher's
+#: end-of-pass call rides on it): a pass every 17 such invocations.
 _CANCELLED_KEPT = 16
 # When a pass rebuilds the timer heap to drop its cancelled timers (asyncio.base_events, same values
 # since 3.7): more than this many timers, more than this share of them cancelled.
@@ -383,12 +384,12 @@ def _pass_would_idle(loop: asyncio.AbstractEventLoop | None, quiet_fd: int = -1)
 
     Only for asyncio's own selector loop, whose state is read directly (private attributes, the same in
     3.10 to 3.14): no stop requested, no signal handler of its own, no file descriptor watched but its
-    self-pipe and ``quiet_fd`` (an app's open upstream connection is one), no callback ready but cancelled
-    ones, no timer due and no cancelled timer the pass would drop. A pass would collect a due timer or a
-    ready socket (their callbacks then run in that same pass, after the worker's step: its wait and the
-    next invocation), so either one keeps it. Any other loop (uvloop), or any doubt, and the pass runs.
-    What comes during the wait (a timer falling due, a thread's ``call_soon_threadsafe``) is seen by the
-    next check, as the pass would have seen it only then too.
+    self-pipe and ``quiet_fd`` (an app's open upstream connection keeps the pass), no callback ready but
+    cancelled ones, no timer due and no cancelled timer the pass would drop. A pass would collect a due
+    timer or a ready socket (their callbacks then run in that same pass, after the worker's step: its
+    wait and the next invocation), so either one keeps it. Any other loop (uvloop), or any doubt, and the
+    pass runs. What comes during the wait (a timer falling due, a thread's ``call_soon_threadsafe``) is
+    seen by the next check, as the pass would have seen it only then too.
 
     ``quiet_fd``: a socket of ours whose readiness needs no pass before the wait (the SIGTERM extension's
     long poll, answered only when Lambda stops the sandbox, when SIGTERM ends the wait anyway).
@@ -807,8 +808,8 @@ class LambdaRuntime:
                 # ours asks before the runtime's first `next`.
                 poll = runtime_api.extension_next(extension_id)
                 await client.send(poll)
-                assert client.connection.sock is not None
-                self._quiet_fd = client.connection.sock.fileno()  # no pass before a wait needs its reply
+                if client.connection.sock is not None:  # no pass before a wait needs its reply
+                    self._quiet_fd = client.connection.sock.fileno()
             except RuntimeAPIError as exc:
                 logger.warning("lifespan shutdown may not run: could not register for SIGTERM (%s)", exc)
                 return
@@ -848,6 +849,11 @@ class LambdaRuntime:
             # each of them meets the same fault on its own next call, and the loop ends with the last one.
             logger.error("Runtime API unusable, exiting so Lambda replaces the sandbox: %s", exc)
             self._fatal = self._fatal or exc
+        except Exception:
+            # A fault of ours outside any invocation. serve() raises it once every worker has ended; said
+            # now, because with several workers the others may go on for a long time.
+            logger.exception("a worker stopped on an internal error")
+            raise
         finally:
             self._clients.remove(client)
             client.close()

@@ -279,7 +279,8 @@ async def test_responses_one_after_another_share_one_wake_up() -> None:
 @pytest.mark.anyio
 async def test_a_response_over_in_the_pass_that_started_it_sets_no_timer() -> None:
     # Most responses: the app never paused, so no push could ever have been due. The flusher makes no loop
-    # timer for them and leaves no callback behind.
+    # timer for them (and on this writer, which cannot say when the pass ends, leaves only a cancelled
+    # callback behind).
     policy = PaddingPolicy(mode="idle", threshold=THRESHOLD)
     wake = cycle_module.WakeUp(asyncio.get_running_loop())
 
@@ -336,6 +337,31 @@ def test_content_kinds_are_remembered_within_a_bound() -> None:
     for n in range(3 * cycle_module._CONTENT_KINDS_KEPT):
         assert cycle_module._content_kind(f"multipart/byteranges; boundary={n}".encode()) == (None, False)
     assert len(cycle_module._CONTENT_KINDS) <= cycle_module._CONTENT_KINDS_KEPT
+
+
+@pytest.mark.anyio
+async def test_padding_is_written_in_the_apps_context() -> None:
+    # The timer's callback runs in no context of the app's, but the padding write it starts does: a log
+    # line it writes may meet the app's logging filters, which may read a context variable (a request id).
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    seen: list[str | None] = []
+
+    class Writer(HeldBackWriter):
+        async def write(self, data: bytes) -> None:
+            seen.append(var.get(None))
+            await super().write(data)
+
+    app = sse_app(events=2, pause=0, wait_release=True)
+    app.writer = Writer(THRESHOLD)  # type: ignore[attr-defined]
+
+    async def in_context(scope: Scope, receive: Receive, send: Send) -> None:
+        var.set("req-1")
+        await app(scope, receive, send)
+
+    in_context.writer = app.writer  # type: ignore[attr-defined]
+    responder = await run_padded(in_context, "idle")
+    assert responder.stats.padding > 0
+    assert seen and set(seen) == {"req-1"}  # the app's writes and the padding between them
 
 
 @pytest.mark.anyio

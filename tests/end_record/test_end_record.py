@@ -159,6 +159,36 @@ async def test_a_clean_end_gets_a_record_covering_padding_and_heartbeats(header:
     assert verify("text/event-stream", body) == body[: body.index(b"event: lambda-end")].removesuffix(b"\n")
 
 
+class WriterOfOldProtocol:
+    """A writer written before ``when_pass_ends`` was part of the protocol: the padding flusher then asks
+    the loop for the end of the pass itself, through an end-record writer too."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+
+    async def prelude(self, data: bytes) -> None:
+        await self.recorder.write(data)
+
+    async def write(self, data: bytes) -> None:
+        await self.recorder.write(data)
+
+    async def end(self, data: bytes, trailers: list[tuple[bytes, bytes]]) -> None:
+        if data:
+            await self.recorder.write(data)
+        await self.recorder.close(trailers)
+
+
+@pytest.mark.anyio
+async def test_a_writer_without_the_end_of_pass_call_still_gets_padding_and_a_record() -> None:
+    old = WriterOfOldProtocol()
+    policy = PaddingPolicy(mode="idle", threshold=2048, latency_ms=20)
+    responder = PaddedStreamingResponder(old, "function-url", policy, SSEOptions(heartbeat_s=0.05))  # type: ignore[arg-type]
+    result = await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(sse_app(False, b"on"))
+    assert result.end == "complete" and responder.stats.padding > 0
+    body = old.recorder.body()[1]
+    assert verify("text/event-stream", body) == body[: body.index(b"event: lambda-end")].removesuffix(b"\n")
+
+
 @pytest.mark.anyio
 async def test_a_failed_response_gets_no_record() -> None:
     writer = Recorder()

@@ -228,7 +228,7 @@ async def test_a_worker_whose_app_leaves_nothing_to_run_skips_the_loop_pass(
 
 @pytest.mark.anyio
 async def test_a_fault_of_ours_between_invocations_ends_serve_with_it(
-    api: FakeRuntimeAPI, monkeypatch: pytest.MonkeyPatch
+    api: FakeRuntimeAPI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Not an invocation's fault (those are reported and the loop goes on): a bug in the loop itself. The
     # process must not end as if Lambda had stopped it cleanly.
@@ -246,6 +246,8 @@ async def test_a_fault_of_ours_between_invocations_ends_serve_with_it(
     runtime = LambdaRuntime(hello, make_config(api), handle_signals=False, blocking_waits=True)
     with anyio.fail_after(TIMEOUT), pytest.raises(ValueError, match="a bug of ours"):
         await runtime.serve()
+    # said when that worker stops (with several, the others may go on a long time)
+    assert "a worker stopped on an internal error" in caplog.text
     assert list(api.answers) == [invocation.request_id]
 
 

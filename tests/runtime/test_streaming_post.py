@@ -1,6 +1,7 @@
 """When the bytes of a streamed response reach the socket: the pass that starts the response sends its
-burst together, every later write leaves at once. Real sockets on loopback; h11 reads the request at the
-end."""
+burst together, every later write leaves at once; what the writer does at the end of that pass (its
+flush, the padding flusher's call, in a context of their own). Real sockets on loopback; h11 reads the
+request at the end."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from lambda_asgi_stream.padding import PaddingPolicy
 from lambda_asgi_stream.runtime import HOLD_LIMIT, RuntimeClient, StreamingPost
 
 PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
+APP_VAR: contextvars.ContextVar[bytes] = contextvars.ContextVar("app_var")
 
 
 class Peer:
@@ -198,9 +200,6 @@ async def test_the_flush_callback_keeps_none_of_the_apps_context(server: Server)
         await post.end(b"", [])
     finally:
         APP_VAR.reset(token)
-
-
-APP_VAR: contextvars.ContextVar[bytes] = contextvars.ContextVar("app_var")
 
 
 @pytest.mark.anyio
