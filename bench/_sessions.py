@@ -104,12 +104,12 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
-def _stop(proc: subprocess.Popen[bytes], graceful: bool = False) -> None:
+def _stop(proc: subprocess.Popen[bytes], graceful: bool = False, grace_s: float = 15.0) -> None:
     if proc.poll() is None:
         if graceful:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(15)
+                proc.wait(grace_s)
                 return
             except subprocess.TimeoutExpired:
                 pass
@@ -127,13 +127,14 @@ def runtime_session(
     workdir: Path,
     cold: bool = False,
     graceful: bool = False,
+    grace_s: float = 15.0,
 ) -> dict[str, Any]:
     """Start a fresh runtime process for ``variant``, serve it warmup + count invocations, stop it.
 
     Returns CPU µs per invocation over the last ``count``. ``cold``: one invocation; the times from
     process start to the first ``next`` and to the first complete response, and the CPU the process had
     used at its first and second ``next`` (init, and init + the first invocation). ``graceful``: stop it with
-    SIGTERM instead of SIGKILL.
+    SIGTERM instead of SIGKILL, and wait up to ``grace_s`` for it to exit.
     """
     import base64
 
@@ -164,7 +165,7 @@ def runtime_session(
         except BenchError as exc:
             raise BenchError(f"{variant.key}: {exc}\n{_log_tail(log)}") from None
     finally:
-        _stop(proc, graceful)
+        _stop(proc, graceful, grace_s)
     end = api.command({"op": "end"})
     if end["failures"]:
         raise BenchError(f"{variant.key}: {end['failures']} failed invocations: {end['failure_texts']}")

@@ -5,6 +5,7 @@
     .venv/bin/python bench/invocation_cost.py --chart OUT.png --before A.json --after B.json
     .venv/bin/python bench/invocation_cost.py --profile run-stream-1     # cProfile of one runtime process
     .venv/bin/python bench/invocation_cost.py --ours a=A --ours b=B --paired run-stream-4 --rounds 16
+    .venv/bin/python bench/invocation_cost.py --ours a=A --ours b=B --instructions run-stream-4   # valgrind
 
 Everything runs on loopback and stops by itself. A fake Lambda Runtime API (``_fake_api.py``, its own
 process) hands out a Function URL event per ``next`` and checks every response (status, exact body
@@ -32,6 +33,10 @@ Variants, all serving the same raw ASGI app (``apps/bench_app.py``, no framework
 ``--paired VARIANTS`` runs only those variants of ours, checkout against checkout in alternating order
 every round, and prints the median of the per-round ratios to the first ``--ours``: the figure to read for
 a change of a few percent on a noisy machine.
+
+``--instructions VARIANTS`` counts the user-space instructions per invocation of those variants, per
+checkout, under callgrind (``_instructions.py``; needs ``valgrind``): deterministic, so it shows a change
+of 1 % whatever the machine's load, but blind to system calls.
 
 ``--ours LABEL=PATH`` (repeatable) runs the variants that import our package (``run-*``,
 ``ric-adapter``) once per checkout, with PATH first on ``PYTHONPATH`` (checked: the runtime reports
@@ -658,6 +663,12 @@ def main() -> None:
         help="comma-separated run-* variants: only those, checkout against checkout (two or more --ours),"
         " alternating in each round, with the median of the per-round ratios (for small differences)",
     )
+    parser.add_argument(
+        "--instructions",
+        metavar="VARIANTS",
+        help="comma-separated run-* variants: user-space instructions per invocation of each, per --ours,"
+        " under callgrind (needs valgrind; deterministic, for changes this VM's noise hides)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write every sample and median to OUT")
     parser.add_argument(
         "--profile", metavar="VARIANT", help="cProfile one process of VARIANT (e.g. run-stream-1)"
@@ -717,6 +728,15 @@ def main() -> None:
                 api, variant, args.count, workdir, args.profile_top, args.profile_clock, args.profile_out
             )
             return
+        if args.instructions:
+            import _instructions
+
+            names = args.instructions.split(",")
+            labels = list(args.ours)
+            # Else the first run of a checkout compiles what the second then loads: not per invocation.
+            compile_all([*args.ours.values(), str(APPS)])
+            output["instructions"] = _instructions.run(api, variants, labels, names, event_bytes, workdir)
+            args.no_warm = args.no_cold = True
         if args.paired:
             output["paired"] = run_paired(api, variants, args, workdir)
             args.no_warm = args.no_cold = True
