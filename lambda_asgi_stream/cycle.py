@@ -295,6 +295,7 @@ class PaddedStreamingResponder(StreamingResponder):
     _stalled = False  # padding is due but cannot be afforded until the next write
     _warned = False
     _timer_beats = False  # the timer is armed for a heartbeat (not a push)
+    _beat = math.inf  # seconds of silence before an SSE heartbeat (inf: none)
     _pass_end: asyncio.Handle | None = None  # the callback at the end of that pass
 
     async def start(self, status: int, headers: Headers) -> None:
@@ -308,6 +309,10 @@ class PaddedStreamingResponder(StreamingResponder):
             elif lower == _PADDING_HEADER:
                 override = value
         pad, is_sse = _content_kind(content_type)
+        if pad is None and not (is_sse or encoding or override or self.policy.pad):
+            # Nothing to pad, watch or follow (JSON, binary, plain text: most API responses).
+            await super().start(status, headers)
+            return
         if encoding or override:  # rare: decided in full (a compressed body gets no SSE extras)
             self.flusher = self.policy.for_content(
                 content_type.decode("latin-1"), encoding.decode("latin-1"), override.decode("latin-1")
@@ -362,18 +367,15 @@ class PaddedStreamingResponder(StreamingResponder):
             self._last_write = self._now()
 
     async def body(self, data: bytes, more: bool) -> None:
-        if not self.watched:
-            await super().body(data, more)
-            if self._tracked:
-                self._account(data)
-            return
-        if self._job is not None:
-            await self._wait_for_job()  # never interleave with a padding write
-        if not more:
-            self._closed = True
-        self._busy = True
+        # StreamingResponder.body, inlined: this runs for every body message of every streamed response
+        watched = self.watched
+        if watched:
+            if self._job is not None:
+                await self._wait_for_job()  # never interleave with a padding write
+            if not more:
+                self._closed = True
+            self._busy = True
         try:
-            # StreamingResponder.body, inlined: this runs for every body message of a padded response
             if more:
                 await self.writer.write(data)
             else:
@@ -384,6 +386,10 @@ class PaddedStreamingResponder(StreamingResponder):
             stats = self.stats
             stats.bytes += len(data)
             stats.chunks += 1
+            if not watched:
+                if self._tracked:
+                    self._account(data)
+                return
             early = self._early
             if early is not None:  # the pass that started the response: see start
                 if not early:

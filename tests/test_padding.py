@@ -422,6 +422,31 @@ async def test_explicit_flush_releases_at_once() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("content_type", [b"application/json", b"application/octet-stream"])
+async def test_a_pad_function_the_policy_forces_pads_any_content_type(content_type: bytes) -> None:
+    # The app knows its bytes take padding (its own framing): the policy's pad function is used for a
+    # content type that would otherwise never be padded.
+    def spaces(tail: bytes, n: int) -> bytes:
+        return b" " * n
+
+    writer = HeldBackWriter(THRESHOLD)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
+        )
+        await send({"type": "http.response.body", "body": b'{"n": 1}', "more_body": True})
+        await flush(scope)
+        assert writer.delivered() == b'{"n": 1}' + b" " * (THRESHOLD - 8)  # released by the padding
+        await send({"type": "http.response.body", "body": b""})
+
+    policy = PaddingPolicy(mode="explicit", threshold=THRESHOLD, pad=spaces)
+    responder = PaddedStreamingResponder(writer, "function-url", policy)
+    result = await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+    assert result.end == "complete" and responder.stats.padding == THRESHOLD - 8
+
+
+@pytest.mark.anyio
 async def test_flush_helper_is_a_no_op_outside_lambda() -> None:
     await flush({"type": "http"})  # uvicorn, tests: no extension, nothing to push
     await flush({"type": "http", "extensions": None})
