@@ -1081,7 +1081,8 @@ class HTTPCycle:
             return
         if step is _REFUSED:
             raise self._protocol_error(f"expected {_expected(state)} ({state}), but the app sent {kind!r}")
-        self._check_deadline()
+        if self._clock() >= self._deadline:  # (_check_deadline, inlined: this runs for every message)
+            self._check_deadline()
         try:
             if step == "_body":  # the body steps inline: this runs for every body message of every response
                 body = message.get("body", b"")
@@ -1093,7 +1094,7 @@ class HTTPCycle:
                     body = bytes(body)
                 if self._head:
                     body = b""
-                more = bool(message.get("more_body", False))
+                more = bool(message.get("more_body"))
                 if more and message.get("flush"):
                     if body:
                         await self.responder.body(body, True)

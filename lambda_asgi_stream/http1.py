@@ -96,7 +96,19 @@ def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
 
     ``data`` must not be empty: a zero-size chunk is the last chunk (RFC 9112 7.1).
     """
-    return b"%x\r\n" % len(data), data, b"\r\n"
+    size = len(data)
+    line = _size_lines.get(size)
+    if line is None:
+        line = b"%x\r\n" % size
+        if len(_size_lines) < _SIZE_LINES_KEPT:
+            _size_lines[size] = line
+    return line, data, b"\r\n"
+
+
+# Chunk-size lines already made: a stream repeats a few sizes (an SSE token's event, a page's block),
+# and a dict hit costs a tenth of the formatting. Bounded: sizes come from the app.
+_size_lines: dict[int, bytes] = {}
+_SIZE_LINES_KEPT = 1024
 
 
 def last_chunk(trailers: list[tuple[bytes, bytes]]) -> bytes:

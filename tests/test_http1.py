@@ -328,3 +328,22 @@ def test_the_quick_path_agrees_on_damaged_replies() -> None:
         assert h11_kind == "ok", damaged
         assert (quick.status, _normalized(quick.headers), quick.body) == h11_reply[:3], damaged
     assert taken > 100  # damage the quick path still reads (in a value, say) was checked, not only refusals
+
+
+def test_chunks_of_every_size_frame_as_h11_reads_them() -> None:
+    # The size lines are remembered (a bounded dict): the same size twice, and past the bound, must still
+    # give the right line.
+    sizes = [*range(1, 1200), 1, 15, 16, 255, 256, 4096, 65535, 1 << 20]
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    wire = b"".join(b"".join(http1.chunk(b"x" * size)) for size in sizes) + http1.last_chunk([])
+    conn.receive_data(wire)
+    received = []
+    while (event := conn.next_event()) is not h11.NEED_DATA:
+        if isinstance(event, h11.Data):
+            received.append(len(event.data))
+        if isinstance(event, h11.EndOfMessage):
+            break
+    assert sum(received) == sum(sizes) and isinstance(event, h11.EndOfMessage)
+    assert all(http1.chunk(b"y" * size)[0] == b"%x\r\n" % size for size in sizes)
+    assert len(http1._size_lines) <= http1._SIZE_LINES_KEPT
