@@ -297,6 +297,7 @@ class PaddedStreamingResponder(StreamingResponder):
     _timer_beats = False  # the timer is armed for a heartbeat (not a push)
     _beat = math.inf  # seconds of silence before an SSE heartbeat (inf: none)
     _pass_end: asyncio.Handle | None = None  # the callback at the end of that pass
+    _pad_later: PadFunction | None = None  # the automatic flusher's pad function, until it is made
 
     async def start(self, status: int, headers: Headers) -> None:
         content_type = encoding = override = b""
@@ -318,11 +319,15 @@ class PaddedStreamingResponder(StreamingResponder):
                 content_type.decode("latin-1"), encoding.decode("latin-1"), override.decode("latin-1")
             )
             is_sse = is_sse and is_identity(encoding.decode("latin-1"))
+        elif self.policy.mode == "idle" and (pad is not None or self.policy.pad is not None):
+            # Automatic: the flusher is made when the first pass ends with the response still open
+            # (_catch_up), and most responses end in it.
+            self._pad_later = self.policy.pad or pad
         else:
             self.flusher = self.policy.flusher(pad)
         self.is_sse = is_sse
         self._beat = self.sse.heartbeat_s if is_sse and self.sse.heartbeat_s > 0 else math.inf
-        automatic = self.flusher is not None and self.flusher.automatic
+        automatic = self._pad_later is not None or (self.flusher is not None and self.flusher.automatic)
         self.watched = automatic or self._beat < math.inf
         self._tracked = self.watched or self.is_sse or self.flusher is not None
         await super().start(status, headers)
@@ -359,6 +364,9 @@ class PaddedStreamingResponder(StreamingResponder):
         after that first write). With no write in that pass, the app's silence counts from now.
         """
         early, self._early = self._early, None
+        if early is not None and self._pad_later is not None:
+            self.flusher = self.policy.flusher(self._pad_later)
+            self._pad_later = None
         if early:
             for data in early:
                 self._account(data, self._first_write)
@@ -553,10 +561,10 @@ class PaddedStreamingResponder(StreamingResponder):
         Once the burst budget is spent this waits for the refill, as the idle timer does, so a flush is
         deferred, never dropped; the app's next write waits with it.
         """
+        self._catch_up()
         flusher = self.flusher
         if flusher is None:
             return
-        self._catch_up()
         loop = self._loop or asyncio.get_running_loop()
         self._loop, self._now = loop, clock_of(loop)
         if 0 < (wait := flusher.delay(loop.time())) < math.inf:

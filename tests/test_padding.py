@@ -278,9 +278,9 @@ async def test_responses_one_after_another_share_one_wake_up() -> None:
 
 @pytest.mark.anyio
 async def test_a_response_over_in_the_pass_that_started_it_sets_no_timer() -> None:
-    # Most responses: the app never paused, so no push could ever have been due. The flusher makes no loop
-    # timer for them (and on this writer, which cannot say when the pass ends, leaves only a cancelled
-    # callback behind).
+    # Most responses: the app never paused, so no push could ever have been due. The flusher is not even
+    # made for them, nor a loop timer (on this writer, which cannot say when the pass ends, only a
+    # cancelled callback is left behind).
     policy = PaddingPolicy(mode="idle", threshold=THRESHOLD)
     wake = cycle_module.WakeUp(asyncio.get_running_loop())
 
@@ -296,6 +296,7 @@ async def test_a_response_over_in_the_pass_that_started_it_sets_no_timer() -> No
     await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
     assert wake._handle is None and wake.when == math.inf  # type: ignore[attr-defined]
     assert responder._pass_end is None and responder.stats.padding == 0
+    assert responder.flusher is None  # not even made: nothing was ever pending past the pass
     assert [event[1] for event in sse_events(writer.delivered())] == ["0", "1", "2", "3"]
 
 
@@ -423,7 +424,8 @@ async def test_explicit_flush_releases_at_once() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("content_type", [b"application/json", b"application/octet-stream"])
-async def test_a_pad_function_the_policy_forces_pads_any_content_type(content_type: bytes) -> None:
+@pytest.mark.parametrize("mode", ["explicit", "idle"])
+async def test_a_pad_function_the_policy_forces_pads_any_content_type(content_type: bytes, mode: str) -> None:
     # The app knows its bytes take padding (its own framing): the policy's pad function is used for a
     # content type that would otherwise never be padded.
     def spaces(tail: bytes, n: int) -> bytes:
@@ -440,7 +442,7 @@ async def test_a_pad_function_the_policy_forces_pads_any_content_type(content_ty
         assert writer.delivered() == b'{"n": 1}' + b" " * (THRESHOLD - 8)  # released by the padding
         await send({"type": "http.response.body", "body": b""})
 
-    policy = PaddingPolicy(mode="explicit", threshold=THRESHOLD, pad=spaces)
+    policy = PaddingPolicy(mode=mode, threshold=THRESHOLD, pad=spaces)  # type: ignore[arg-type]
     responder = PaddedStreamingResponder(writer, "function-url", policy)
     result = await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
     assert result.end == "complete" and responder.stats.padding == THRESHOLD - 8
