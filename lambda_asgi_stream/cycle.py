@@ -279,7 +279,7 @@ class PaddedStreamingResponder(StreamingResponder):
         self._now: Callable[[], float] = time.monotonic  # the loop's clock, set with _loop
         # The other fields start at their class-level values below (one responder per streamed response).
 
-    flusher: Flusher | None = None
+    flusher: Flusher | None = None  # an automatic one is made when the first pass ends (_catch_up)
     is_sse = False
     watched = False
     _tracked = False  # the last bytes written matter (padding, heartbeats, an SSE error event)
@@ -357,7 +357,8 @@ class PaddedStreamingResponder(StreamingResponder):
             self._arm()
 
     def _catch_up(self) -> None:
-        """Account for the body bytes written in the pass that started the response (see :meth:`start`).
+        """Account for the body bytes written in the pass that started the response (see :meth:`start`),
+        first making the automatic flusher, which waited for this.
 
         All of them count as written when the first of them was, so no push is ever later than it would
         have been had each write been timed on its own (at most earlier, by as long as the pass went on

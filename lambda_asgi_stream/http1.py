@@ -100,8 +100,9 @@ def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
     line = _size_lines.get(size)
     if line is None:
         line = b"%x\r\n" % size
-        if len(_size_lines) < _SIZE_LINES_KEPT:
-            _size_lines[size] = line
+        if len(_size_lines) >= _SIZE_LINES_KEPT:
+            _size_lines.clear()  # (the sizes a long-lived worker sends may drift)
+        _size_lines[size] = line
     return line, data, b"\r\n"
 
 
