@@ -7,7 +7,10 @@ the repo's docs/wire-format.md), over HTTP/1.1 with keep-alive:
 
 * ``GET /2018-06-01/runtime/invocation/next``: the session's event, with the headers Lambda sends
   (``Lambda-Runtime-Aws-Request-Id``, ``-Deadline-Ms`` 30 s ahead, ``-Invoked-Function-Arn``,
-  ``-Trace-Id``, ``Content-Type: application/json``).
+  ``-Trace-Id``, ``Content-Type: application/json``). As on Lambda, no two events are the same bytes:
+  the parts of the event in :data:`PER_REQUEST` (its request id and its ``X-Amzn-Trace-Id`` header, as
+  ``invocation_cost.event_bytes`` writes them) and the trace id header are new for every invocation, so
+  that a runtime's caches of event values meet what they meet on Lambda.
 * ``POST .../{id}/response``: buffered (``Content-Length``, a JSON document) or streamed (chunked, the
   prelude, 8 NULs, the body, trailers, ``Lambda-Runtime-Function-Response-Mode: streaming``). Checked:
   the id is the one handed out, status 200, the body bytes are exactly the expected ones, no error
@@ -36,6 +39,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -50,6 +54,10 @@ ACCEPTED = (
     b'HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status":"OK"}\n'
 )
 MAX_FAILURE_TEXTS = 10
+# Per-request parts of the session's event (see invocation_cost.event_bytes), each replaced by an
+# invocation's own hex digits of the same length: the tail of requestContext.requestId and the random
+# part of the X-Amzn-Trace-Id header.
+PER_REQUEST = (b"93e812345678", b"abcdef012345678912345678")
 
 
 def extension_registered(number: int, function: str) -> bytes:
@@ -71,6 +79,8 @@ class Session:
     def __init__(self, cmd: dict[str, Any]) -> None:
         self.streaming = cmd["mode"] == "stream"
         self.event = cmd["event"].encode()
+        # The event split at its per-request parts: (head, part, tail) pieces, joined per invocation.
+        self.event_pieces = _split_at(self.event, PER_REQUEST)
         self.expect = base64.b64decode(cmd["expect"])
         self.warmup = int(cmd["warmup"])
         self.count = int(cmd["count"])
@@ -92,6 +102,11 @@ class Session:
         self.failures += 1
         if len(self.failure_texts) < MAX_FAILURE_TEXTS:
             self.failure_texts.append(text)
+
+
+def _split_at(event: bytes, parts: tuple[bytes, ...]) -> list[bytes]:
+    """``event`` as [text, part, text, part, ..., text]: every occurrence of any of ``parts``."""
+    return re.split(b"(" + b"|".join(map(re.escape, parts)) + b")", event)
 
 
 class Server:
@@ -162,17 +177,19 @@ class Server:
         request_id = f"8476a536-e9f4-11e8-9739-{s.served:012d}"
         s.outstanding = request_id
         deadline_ms = int(time.time() * 1000) + 30_000
+        unique = b"%024x" % s.served
+        event = b"".join(unique[-len(p) :] if i % 2 else p for i, p in enumerate(s.event_pieces))
         head = (
             "HTTP/1.1 200 OK\r\n"
             "Content-Type: application/json\r\n"
             f"Lambda-Runtime-Aws-Request-Id: {request_id}\r\n"
             f"Lambda-Runtime-Deadline-Ms: {deadline_ms}\r\n"
             f"Lambda-Runtime-Invoked-Function-Arn: {ARN}\r\n"
-            f"Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
+            f"Lambda-Runtime-Trace-Id: Root=1-5759e988-{unique.decode()};Parent=53995c3f42cd8ad8;"
             "Sampled=0\r\n"
-            f"Content-Length: {len(s.event)}\r\n\r\n"
+            f"Content-Length: {len(event)}\r\n\r\n"
         )
-        conn.write(head.encode() + s.event)
+        conn.write(head.encode() + event)
 
     def on_response(self, conn: Connection, request: Request) -> None:
         s = self.session

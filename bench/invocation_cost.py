@@ -100,6 +100,9 @@ SSE_BODY = b"".join(bench_app.CHUNKS)
 
 
 def event_bytes(path: str) -> bytes:
+    """The Function URL event of every session. The fake API makes each invocation's copy unique: it
+    rewrites the request id's tail and the trace id's random part (``_fake_api.PER_REQUEST``), which
+    must therefore appear here as they are."""
     event = build_event(
         "function-url",
         method="GET",
