@@ -38,6 +38,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
+from itertools import islice
 from typing import Any
 
 from . import hooks, http1, runtime_api
@@ -208,7 +209,7 @@ class _Connection:
         """Write ``pieces`` after what is queued, without waiting; True when all of it went (what did not
         stays queued: :meth:`drain`)."""
         pending = self._pending
-        if pending or self.sock is None or not pieces:
+        if pending or self.sock is None or not pieces or len(pieces) > _IOV_MAX:
             pending.extend(pieces)
             return self.send_now()
         try:  # the common case, a write with nothing queued before it: no queue at all
@@ -237,11 +238,14 @@ class _Connection:
             raise RuntimeAPIError("the connection to the Runtime API is closed")
         try:
             while pending:
+                # At most _IOV_MAX buffers a call: the first pass of a response may hold thousands of tiny
+                # chunks (three pieces each), and more buffers than that fail the whole call (EMSGSIZE).
+                batch = pending if len(pending) <= _IOV_MAX else list(islice(pending, _IOV_MAX))
                 try:
-                    sent = sock.sendmsg(pending)
+                    sent = sock.sendmsg(batch)
                 except BlockingIOError:
                     return False
-                if sent == sum(map(len, pending)):
+                if batch is pending and sent == sum(map(len, pending)):
                     pending.clear()  # the common case: the kernel took it all
                 else:
                     _advance(pending, sent)
@@ -427,6 +431,11 @@ def _pass_would_idle(loop: asyncio.AbstractEventLoop | None, quiet_fd: int = -1)
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+#: The most buffers one ``sendmsg`` call takes: Linux's UIO_MAXIOV (sendmsg(2): more is EMSGSIZE), which
+#: is also IOV_MAX on macOS.
+_IOV_MAX = 1024
 
 
 def _advance(pending: deque[bytes | memoryview], sent: int) -> None:

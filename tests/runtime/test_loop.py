@@ -481,6 +481,25 @@ async def test_large_body_arrives_intact_through_backpressure() -> None:
 
 
 @pytest.mark.anyio
+async def test_thousands_of_tiny_writes_in_one_pass_arrive_whole(api: FakeRuntimeAPI) -> None:
+    # Written without a pause, they are held together for the end of the pass: more buffers than one
+    # sendmsg call takes (EMSGSIZE once broke such a response). Each must still arrive, in order.
+    pieces = [b"%d," % i for i in range(3000)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start(200, [("content-type", "text/plain")]))
+        for piece in pieces:
+            await send(body(piece, more=True))
+        await send(body(b"end"))
+
+    invocation = api.add(http_event("/tiny"))
+    await run_loop(app, api)
+    post = api.response(invocation)
+    assert decode_streamed(post).payload == b"".join(pieces) + b"end"
+    assert post.trailers == []
+
+
+@pytest.mark.anyio
 async def test_idle_padding_goes_through_the_real_connection(api: FakeRuntimeAPI) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         rid = scope["aws.context"].aws_request_id

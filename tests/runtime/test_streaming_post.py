@@ -124,6 +124,26 @@ async def test_the_end_takes_what_is_held_along(server: Server) -> None:
     assert chunks_of(peer.arrived(b"0\r\n\r\n")) == [PRELUDE, b"a", b"b", b"c", b"d"]
 
 
+@pytest.mark.parametrize("ends_in_the_pass", [True, False])
+@pytest.mark.anyio
+async def test_more_held_chunks_than_one_system_call_takes_all_arrive(
+    server: Server, ends_in_the_pass: bool
+) -> None:
+    # Three pieces per chunk: 2,000 one-byte writes held are 6,000 pieces, past the kernel's limit of
+    # buffers per sendmsg (Linux: 1,024; more is EMSGSIZE), yet far under HOLD_LIMIT.
+    post, peer = await server.open_stream()
+    pieces = [bytes([65 + i % 26]) for i in range(2000)]
+    for piece in pieces:
+        await post.write(piece)
+    if not ends_in_the_pass:
+        await asyncio.sleep(0)  # the pass ends: the writer's flush sends what it held
+        peer.arrived(b"1\r\n" + pieces[-1] + b"\r\n")
+        assert peer.nothing_more(post)
+    await post.end(b"", [])
+    wire = peer.arrived(b"0\r\n\r\n")
+    assert chunks_of(wire) == [PRELUDE, *pieces]
+
+
 @pytest.mark.anyio
 async def test_a_write_past_the_limit_takes_the_held_bytes_along_at_once(server: Server) -> None:
     post, peer = await server.open_stream()
