@@ -23,9 +23,12 @@ same variant in that process (``--cold``: none); runs alternate between variants
   and the 202 read back. Timed from the first write to the reply.
 
 Reported: MiB/s and the ratio ours/raw (goal >= 0.8); peak RSS (``VmHWM`` at process start and end) for
-10 MiB and 100 MiB bodies (goal: flat); µs per chunk for 50,000 chunks of 20 bytes; the per-chunk cost
-of each layer with the I/O taken out; with ``--syscalls``, system calls per chunk counted by
-``strace -f -c`` over 5,000 small chunks.
+10 MiB and 100 MiB bodies (goal: flat); µs per chunk for 50,000 chunks of 20 bytes written without a pause
+(ours holds such a burst for the end of the event-loop pass, 16 KiB at most, so it makes few system
+calls), and for 25,000 paced ones, 20-byte SSE events with a loop pass after each (the app awaits
+``asyncio.sleep(0)``, as between an LLM stream's tokens: one ``sendmsg`` each); the per-chunk cost of
+each layer with the I/O taken out; with ``--syscalls``, system calls per chunk counted by
+``strace -f -c`` over 5,000 small chunks, unpaced and paced.
 """
 
 from __future__ import annotations
@@ -192,8 +195,11 @@ def memory() -> dict[str, float]:
     return out
 
 
-def bytes_app(total: int, chunk: int, content_type: bytes) -> Any:
-    block = b"x" * chunk
+def bytes_app(total: int, chunk: int, content_type: bytes, *, pace: bool = False) -> Any:
+    """``total`` bytes in ``chunk``-byte body messages; ``pace``: an event-loop pass after each one (the app
+    awaits ``asyncio.sleep(0)``), as between an LLM stream's tokens, so that no two leave together."""
+    sse = content_type == b"text/event-stream"
+    block = b"data: " + b"x" * (chunk - 8) + b"\n\n" if sse and chunk >= 8 else b"x" * chunk
     count, tail = divmod(total, chunk)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -203,6 +209,8 @@ def bytes_app(total: int, chunk: int, content_type: bytes) -> Any:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         for _ in range(count):
             await send({"type": "http.response.body", "body": block, "more_body": True})
+            if pace:
+                await asyncio.sleep(0)
         await send({"type": "http.response.body", "body": block[:tail], "more_body": False})
 
     return app
@@ -233,7 +241,7 @@ class OneShot(LambdaRuntime):
         self.done.set()
 
 
-def worker_ours(port: int, total: int, chunk: int, padding: str) -> dict[str, Any]:
+def worker_ours(port: int, total: int, chunk: int, padding: str, pace: bool) -> dict[str, Any]:
     config = Config.from_env(
         {
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
@@ -243,7 +251,8 @@ def worker_ours(port: int, total: int, chunk: int, padding: str) -> dict[str, An
         }
     )
 
-    runtime = OneShot(bytes_app(total, chunk, b"application/octet-stream"), config, handle_signals=False)
+    content_type = b"text/event-stream" if pace else b"application/octet-stream"
+    runtime = OneShot(bytes_app(total, chunk, content_type, pace=pace), config, handle_signals=False)
 
     async def main() -> None:
         runtime.done = anyio.Event()
@@ -256,7 +265,7 @@ def worker_ours(port: int, total: int, chunk: int, padding: str) -> dict[str, An
     return {"elapsed": runtime.elapsed, "after": memory()}
 
 
-def worker_raw(port: int, total: int, chunk: int) -> dict[str, Any]:
+def worker_raw(port: int, total: int, chunk: int, pace: bool) -> dict[str, Any]:
     request = runtime_api.streaming_response(str(uuid.uuid4()))
     head = [f"{request.method} {request.path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     head += [f"{k}: {v}" for k, v in request.headers]
@@ -276,6 +285,8 @@ def worker_raw(port: int, total: int, chunk: int) -> dict[str, Any]:
             writer.write(block)
             writer.write(b"\r\n")
             await writer.drain()
+            if pace:
+                await asyncio.sleep(0)
         if tail:
             writer.write(b"%x\r\n%s\r\n" % (tail, block[:tail]))
         writer.write(b"0\r\n\r\n")
@@ -301,16 +312,16 @@ def worker(args: argparse.Namespace) -> None:
     before = memory()
     if not args.cold:
         warm = min(total, 4 * MiB if chunk >= 1024 else 2000 * chunk)
-        run_once(args.worker, args.port, warm - warm % chunk, chunk, args.padding)
-    result = run_once(args.worker, args.port, total, chunk, args.padding)
+        run_once(args.worker, args.port, warm - warm % chunk, chunk, args.padding, args.pace)
+    result = run_once(args.worker, args.port, total, chunk, args.padding, args.pace)
     result["before"] = before
     print(json.dumps(result))
 
 
-def run_once(variant: str, port: int, total: int, chunk: int, padding: str) -> dict[str, Any]:
+def run_once(variant: str, port: int, total: int, chunk: int, padding: str, pace: bool) -> dict[str, Any]:
     sink_get(port, "/arm")
     ours = variant == "ours"
-    result = worker_ours(port, total, chunk, padding) if ours else worker_raw(port, total, chunk)
+    result = worker_ours(port, total, chunk, padding, pace) if ours else worker_raw(port, total, chunk, pace)
     stats = sink_get(port, "/stats")
     if stats.get("bytes", 0) < total or stats.get("chunks", 0) < total // chunk:
         raise SystemExit(f"sink saw {stats}, expected >= {total} body bytes in >= {total // chunk} chunks")
@@ -436,10 +447,20 @@ OURS, RAW = THROUGHPUT[0][0], THROUGHPUT[2][0]
 
 
 def run_worker(
-    port: int, variant: str, total: int, chunk: int, padding: str, *, cold: bool, strace_to: str = ""
+    port: int,
+    variant: str,
+    total: int,
+    chunk: int,
+    padding: str,
+    *,
+    cold: bool,
+    strace_to: str = "",
+    pace: bool = False,
 ) -> dict[str, Any]:
     cmd = [sys.executable, HERE, "--worker", variant, "--port", str(port)]
     cmd += ["--total", str(total), "--chunk", str(chunk), "--padding", padding]
+    if pace:
+        cmd.append("--pace")
     if cold or strace_to:
         cmd.append("--cold")
     if strace_to:
@@ -451,9 +472,11 @@ def run_worker(
     return result
 
 
-def strace_counts(port: int, variant: str, total: int, chunk: int, padding: str) -> dict[str, int]:
+def strace_counts(
+    port: int, variant: str, total: int, chunk: int, padding: str, pace: bool = False
+) -> dict[str, int]:
     with tempfile.NamedTemporaryFile(suffix=".strace") as out:
-        run_worker(port, variant, total, chunk, padding, cold=True, strace_to=out.name)
+        run_worker(port, variant, total, chunk, padding, cold=True, strace_to=out.name, pace=pace)
         counts = {}
         with open(out.name) as summary:
             for line in summary:
@@ -464,14 +487,30 @@ def strace_counts(port: int, variant: str, total: int, chunk: int, padding: str)
 
 
 def interleaved(
-    port: int, variants: list[tuple[str, str, str]], runs: int, total: int, chunk: int, cold: bool
+    port: int,
+    variants: list[tuple[str, str, str]],
+    runs: int,
+    total: int,
+    chunk: int,
+    cold: bool,
+    pace: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in variants}
     for r in range(runs):
         k = r % len(variants)
         for name, kind, padding in variants[k:] + variants[:k]:
-            out[name].append(run_worker(port, kind, total, chunk, padding, cold=cold))
+            out[name].append(run_worker(port, kind, total, chunk, padding, cold=cold, pace=pace))
     return out
+
+
+def print_per_chunk(results: dict[str, list[dict[str, Any]]], chunks: int) -> None:
+    per = {}
+    for name, runs in results.items():
+        values = [x["elapsed"] / chunks * 1e6 for x in runs]
+        per[name] = statistics.median(values)
+        print(f"  {name:30s} {per[name]:6.1f} µs/chunk   (runs: {', '.join(f'{v:.1f}' for v in values)})")
+    for name in (OURS, THROUGHPUT[1][0]):
+        print(f"  ratio {name} / raw: {per[name] / per[RAW]:.2f}")
 
 
 def report(port: int, args: argparse.Namespace) -> None:
@@ -509,13 +548,15 @@ def report(port: int, args: argparse.Namespace) -> None:
 
     tiny = interleaved(port, THROUGHPUT, runs, small * 20, 20, args.cold)
     print(f"\nSmall chunks: {small} x 20 bytes, µs per chunk, median of {runs} run(s)")
-    per = {}
-    for name, results in tiny.items():
-        values = [x["elapsed"] / small * 1e6 for x in results]
-        per[name] = statistics.median(values)
-        print(f"  {name:30s} {per[name]:6.1f} µs/chunk   (runs: {', '.join(f'{v:.1f}' for v in values)})")
-    for name in (OURS, THROUGHPUT[1][0]):
-        print(f"  ratio {name} / raw: {per[name] / per[RAW]:.2f}")
+    print("  written without a pause: ours holds them for the end of the pass (16 KiB at most), raw does not")
+    print_per_chunk(tiny, small)
+    paced = small // 2
+    tiny = interleaved(port, THROUGHPUT, runs, paced * 20, 20, args.cold, pace=True)
+    print(
+        f"\nPaced small chunks: {paced} x 20-byte SSE events (text/event-stream), a loop pass after each"
+        f"\n  (asyncio.sleep(0), as between an LLM stream's tokens), µs per chunk, median of {runs} run(s)"
+    )
+    print_per_chunk(tiny, paced)
 
     print("\nWhere a small chunk's time goes, layer by layer with the I/O taken out (µs per 20-byte chunk)")
     for label, value in layers(min(small, 10_000)):
@@ -528,9 +569,11 @@ def report(port: int, args: argparse.Namespace) -> None:
             print("  strace not found: skipped")
             return
         keys = ("sendmsg", "sendto", "write", "epoll_wait", "epoll_ctl")
-        for name, kind, padding in THROUGHPUT:
-            counts = strace_counts(port, kind, n * 20, 20, padding)
-            print(f"  {name:30s} " + "  ".join(f"{k} {counts.get(k, 0) / n:4.2f}" for k in keys))
+        for pace in (False, True):
+            print("  paced (a loop pass after each chunk):" if pace else "  unpaced:")
+            for name, kind, padding in THROUGHPUT:
+                counts = strace_counts(port, kind, n * 20, 20, padding, pace)
+                print(f"  {name:30s} " + "  ".join(f"{k} {counts.get(k, 0) / n:4.2f}" for k in keys))
 
 
 def main() -> None:
@@ -550,6 +593,7 @@ def main() -> None:
     parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--chunk", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--padding", default="idle", help=argparse.SUPPRESS)
+    parser.add_argument("--pace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
         asyncio.run(run_sink())
