@@ -234,7 +234,7 @@ class StreamingResponder:
         status, text = (504, _TIMEOUT_BODY) if isinstance(exc, DeadlineExceeded) else (500, _ERROR_BODY)
         await self.writer.prelude(build_prelude(status, _PLAIN, self.integration))
         self._started(status)
-        await self.writer.end(text, error_trailers(exc))
+        await self.writer.end(b"" if self.head else text, error_trailers(exc))  # HEAD: no content
 
     def close(self) -> None:
         return None
@@ -381,9 +381,9 @@ class PaddedStreamingResponder(StreamingResponder):
         if watched:
             if self._job is not None:
                 await self._wait_for_job()  # never interleave with a padding write
-            if not more:
-                self._closed = True
             self._busy = True
+        if not more:
+            self._closed = True  # nothing may follow the last chunk: not a late flush's padding either
         try:
             if more:
                 await self.writer.write(data)
@@ -560,8 +560,11 @@ class PaddedStreamingResponder(StreamingResponder):
         """Pad out what is pending (an explicit request from the app).
 
         Once the burst budget is spent this waits for the refill, as the idle timer does, so a flush is
-        deferred, never dropped; the app's next write waits with it.
+        deferred, never dropped; the app's next write waits with it. After the response's end (or a broken
+        connection) it does nothing: bytes after the last chunk would start a new request on the wire.
         """
+        if self._closed:
+            return
         self._catch_up()
         flusher = self.flusher
         if flusher is None:
@@ -571,6 +574,8 @@ class PaddedStreamingResponder(StreamingResponder):
         if 0 < (wait := flusher.delay(loop.time())) < math.inf:
             await asyncio.sleep(wait)
         await self._exclusively(self._pad())
+        if self.watched and not (self._closed or self._armed or self._job is not None):
+            self._arm()  # the timer may have fallen due during that write, and left the re-arming to it
 
     async def fail(self, exc: BaseException) -> None:
         self._closed = True
@@ -586,7 +591,7 @@ class PaddedStreamingResponder(StreamingResponder):
             self._busy = False
 
     async def _fail(self, exc: BaseException) -> None:
-        if self.started and self.is_sse and self.sse.error_event:
+        if self.started and self.is_sse and self.sse.error_event and not self.head:  # HEAD: no content
             message = text_of(exc) if self.sse.error_detail else _SSE_GENERIC_ERROR
             await self.writer.write(terminal_error_event(function_error_type(exc), message, self.tail))
         await super().fail(exc)
