@@ -593,10 +593,12 @@ class StreamingPost:
         self.closed = False
 
     async def _open(self) -> None:
-        head, self._head = self._head, None
+        head = self._head
         if head is not None:
             if not self.connection.take():
+                # Cancelled while it connects (the deadline), the head stays: the failure report sends it.
                 await self.connection.open()
+            self._head = None
             self.client.answered = True
             self.connection.queue((head,))
 
@@ -641,7 +643,10 @@ class StreamingPost:
             self._drainer = connection.event_loop().create_task(_drain_quietly(connection))
 
     async def write(self, data: bytes) -> None:
-        if not data:  # a zero-size chunk would end the body (RFC 9112 7.1)
+        # A zero-size chunk would end the body (RFC 9112 7.1). And once the last chunk is on its way
+        # (``end`` waits for a slow socket, and the deadline cut it short), nothing may follow it, not a
+        # failure's SSE error event either: the server would read it as the start of a new request.
+        if not data or self.closed:
             return
         if self._head is not None:
             await self._open()
