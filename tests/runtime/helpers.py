@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from lambda_asgi_stream._types import ASGIApp
 from lambda_asgi_stream.config import Config
 from lambda_asgi_stream.events.build import build_event
 from lambda_asgi_stream.padding import PaddingPolicy
-from lambda_asgi_stream.runtime import LambdaRuntime
+from lambda_asgi_stream.runtime import LambdaRuntime, RuntimeClient
 
 from .fake_api import DRAINED_STATUS, TIMEOUT, FakeRuntimeAPI
 
@@ -52,3 +53,31 @@ def start(status: int, headers: Sequence[tuple[str, str]] = ()) -> dict[str, Any
 
 def body(data: bytes = b"", *, more: bool = False) -> dict[str, Any]:
     return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+class LoopbackServer:
+    """A listening socket on loopback for one client's connections; what it opened is closed with it."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)  # a connection that never comes fails the test, not hangs it
+        self.opened: list[RuntimeClient | socket.socket] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def client(self) -> RuntimeClient:
+        client = RuntimeClient(self.address)
+        self.opened.append(client)
+        return client
+
+    def accept(self) -> socket.socket:
+        sock, _ = self.listener.accept()
+        sock.settimeout(5)
+        self.opened.append(sock)
+        return sock
+
+    def close(self) -> None:
+        for item in (*self.opened, self.listener):
+            item.close()

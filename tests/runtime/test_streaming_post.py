@@ -17,7 +17,9 @@ import pytest
 from lambda_asgi_stream import http1, runtime_api
 from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder
 from lambda_asgi_stream.padding import PaddingPolicy
-from lambda_asgi_stream.runtime import HOLD_LIMIT, RuntimeClient, StreamingPost
+from lambda_asgi_stream.runtime import HOLD_LIMIT, StreamingPost
+
+from .helpers import LoopbackServer
 
 PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
 APP_VAR: contextvars.ContextVar[bytes] = contextvars.ContextVar("app_var")
@@ -51,26 +53,14 @@ class Peer:
         return not post.connection.pending
 
 
-class Server:
-    """A listening socket on loopback; what it opened is closed with it."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.opened: list[RuntimeClient | socket.socket] = []
+class Server(LoopbackServer):
+    """The loopback server, and a response started on a connection to it."""
 
     async def open_stream(self) -> tuple[StreamingPost, Peer]:
         """A response started by its prelude, in the current event-loop pass (a fixture would end it)."""
-        client = RuntimeClient(f"127.0.0.1:{self.listener.getsockname()[1]}")
-        self.opened.append(client)
-        post = client.open_stream(runtime_api.streaming_response("req-1"))
+        post = self.client().open_stream(runtime_api.streaming_response("req-1"))
         await post.prelude(PRELUDE)  # connects; the prelude itself waits for the body or the pass's end
-        sock, _ = self.listener.accept()
-        self.opened.append(sock)
-        return post, Peer(sock)
-
-    def close(self) -> None:
-        for item in (*self.opened, self.listener):
-            item.close()
+        return post, Peer(self.accept())
 
 
 @pytest.fixture
@@ -255,9 +245,7 @@ async def test_a_response_over_in_its_first_pass_drops_the_callback(server: Serv
 async def test_the_flusher_pushes_what_the_first_pass_wrote_once_the_app_pauses(server: Server) -> None:
     # On the runtime's writer the padding flusher hears of the end of the first pass from the writer's
     # own flush: the event written in that pass is still padded out while the app then waits.
-    client = RuntimeClient(f"127.0.0.1:{server.listener.getsockname()[1]}")
-    server.opened.append(client)
-    post = client.open_stream(runtime_api.streaming_response("req-1"))
+    post = server.client().open_stream(runtime_api.streaming_response("req-1"))
     policy = PaddingPolicy(mode="idle", latency_ms=20, threshold=1024)
     responder = PaddedStreamingResponder(post, "function-url", policy)
     peers: list[Peer] = []
@@ -265,9 +253,7 @@ async def test_the_flusher_pushes_what_the_first_pass_wrote_once_the_app_pauses(
     async def app(scope: Any, receive: Any, send: Any) -> None:
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        sock, _ = server.listener.accept()  # connected by the prelude
-        server.opened.append(sock)
-        peers.append(Peer(sock))
+        peers.append(Peer(server.accept()))  # connected by the prelude
         await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
         assert responder._pass_end is None  # the writer calls back: no loop callback of the responder's
         # Paused: the padding, a comment line after the event, comes while the app still waits.

@@ -16,41 +16,16 @@ from lambda_asgi_stream import runtime_api
 from lambda_asgi_stream._errors import DeadlineExceeded
 from lambda_asgi_stream.cycle import HTTPCycle, PaddedStreamingResponder, StreamingResponder
 from lambda_asgi_stream.padding import PaddingPolicy
-from lambda_asgi_stream.runtime import RuntimeClient
 from lambda_asgi_stream.sse import SSEOptions
+
+from .helpers import LoopbackServer
 
 PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
 
 
-class Server:
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(10)  # a connection that never comes fails the test, not hangs it
-        self.opened: list[RuntimeClient | socket.socket] = []
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.listener.getsockname()[1]}"
-
-    def client(self) -> RuntimeClient:
-        client = RuntimeClient(self.address)
-        self.opened.append(client)
-        return client
-
-    def accept(self) -> socket.socket:
-        sock, _ = self.listener.accept()
-        sock.settimeout(5)
-        self.opened.append(sock)
-        return sock
-
-    def close(self) -> None:
-        for item in (*self.opened, self.listener):
-            item.close()
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    server = Server()
+def server() -> Iterator[LoopbackServer]:
+    server = LoopbackServer()
     yield server
     server.close()
 
@@ -115,7 +90,7 @@ class GatedSocket:
 
 
 @pytest.mark.anyio
-async def test_the_sse_error_event_never_follows_the_last_chunk(server: Server) -> None:
+async def test_the_sse_error_event_never_follows_the_last_chunk(server: LoopbackServer) -> None:
     # The app's final body message meets a full socket; the last chunk is partly written (so end() can no
     # longer take it back) and the deadline cancels the app while the rest waits. The failure report then
     # writes the SSE error event: it must not go after the last chunk, where the server reads it as the
@@ -148,7 +123,7 @@ async def test_the_sse_error_event_never_follows_the_last_chunk(server: Server) 
 
 
 @pytest.mark.anyio
-async def test_a_start_cancelled_while_connecting_still_reports_the_failure(server: Server) -> None:
+async def test_a_start_cancelled_while_connecting_still_reports_the_failure(server: LoopbackServer) -> None:
     # No kept connection: the prelude opens one, and the deadline cancels the app while it connects (a
     # non-blocking connect on loopback is EINPROGRESS: the task waits a pass). HTTPCycle.run then reports
     # the timeout: a 504 prelude and the error trailers, on the request that was never sent.
