@@ -563,7 +563,7 @@ class PaddedStreamingResponder(StreamingResponder):
         deferred, never dropped; the app's next write waits with it. After the response's end (or a broken
         connection) it does nothing: bytes after the last chunk would start a new request on the wire.
         """
-        if self._closed:
+        if self._closed or not self.started:  # (before the prelude is out there is nothing to push)
             return
         self._catch_up()
         flusher = self.flusher

@@ -584,6 +584,7 @@ class StreamingPost:
         self.connection = client.connection
         self.request = request
         self._head: bytes | None = head
+        self._opening: asyncio.Future[None] | None = None  # set while a caller connects (_open)
         # The prelude's pass has not ended: what waits is flushed then, by this callback on the loop.
         self._flush: asyncio.Handle | None = None
         self._holding = False  # the first body bytes of that pass went out: hold the rest of its writes
@@ -593,11 +594,20 @@ class StreamingPost:
         self.closed = False
 
     async def _open(self) -> None:
-        head = self._head
-        if head is not None:
+        # The head leaves only once the connection is there: cancelled while it connects (the deadline),
+        # it stays for the failure report. One caller connects at a time (another is a send from a task
+        # the app left running, and the failure report after it): the others wait, then look again.
+        while (head := self._head) is not None:
+            if self._opening is not None:
+                await asyncio.shield(self._opening)
+                continue
             if not self.connection.take():
-                # Cancelled while it connects (the deadline), the head stays: the failure report sends it.
-                await self.connection.open()
+                self._opening = self.connection.event_loop().create_future()
+                try:
+                    await self.connection.open()
+                finally:
+                    opening, self._opening = self._opening, None
+                    opening.set_result(None)
             self._head = None
             self.client.answered = True
             self.connection.queue((head,))

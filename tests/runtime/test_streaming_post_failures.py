@@ -1,11 +1,13 @@
-"""A streamed response's POST when the deadline cuts it short: while its last chunk waits for a full
-socket, and while its connection is being opened. Real sockets on loopback (a wrapper makes the kernel's
-partial writes happen at a chosen byte); h11 reads the request."""
+"""A streamed response's POST when the deadline cuts it short (while its last chunk waits for a full
+socket, while its connection is being opened) or when two callers meet while it connects. Real sockets on
+loopback (a wrapper makes the kernel's partial writes happen at a chosen byte); h11 reads the request."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from lambda_asgi_stream.sse import SSEOptions
 from .helpers import LoopbackServer
 
 PRELUDE = b'{"statusCode":200}' + b"\x00" * 8
+SSE = [(b"content-type", b"text/event-stream")]
 
 
 @pytest.fixture
@@ -153,3 +156,59 @@ async def test_a_start_cancelled_while_connecting_still_reports_the_failure(serv
     assert wire.startswith(b"POST /2018-06-01/runtime/invocation/req-1/response")
     _, trailers, _ = request_of(wire)
     assert any(name.lower() == b"lambda-runtime-function-error-type" for name, _ in trailers)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("policy", "headers"),
+    [
+        (PaddingPolicy(mode="explicit"), SSE),  # explicit flusher + SSE heartbeat: watched
+        (PaddingPolicy(mode="idle"), [*SSE, (b"x-lambda-padding", b"idle")]),  # flusher made at start
+    ],
+)
+async def test_a_flush_while_the_start_connects_does_not_fail(
+    server: LoopbackServer, policy: PaddingPolicy, headers: list[tuple[bytes, bytes]]
+) -> None:
+    # A task of the app's calls flush() while http.response.start waits for the connection (no kept one:
+    # a connect on loopback is EINPROGRESS): nothing to push yet, and nothing may fail.
+    post = server.client().open_stream(runtime_api.streaming_response("req-1"))
+    responder = PaddedStreamingResponder(post, "function-url", policy, SSEOptions(heartbeat_s=20))
+    starting = asyncio.ensure_future(responder.start(200, headers))
+    await asyncio.sleep(0)
+    assert not starting.done() and responder.watched  # connecting
+    try:
+        await responder.flush()
+    finally:
+        await starting
+        responder.close()
+
+
+@pytest.mark.anyio
+async def test_open_entered_twice_while_connecting_opens_one_connection(server: LoopbackServer) -> None:
+    # A second caller while the first one connects (a send() from a task the app left running when it
+    # returned, then the cycle's failure report): one connection, none left unclosed.
+    post = server.client().open_stream(runtime_api.streaming_response("req-1"))
+    responder = StreamingResponder(post, "function-url")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        asyncio.get_running_loop().create_task(
+            send({"type": "http.response.start", "status": 200, "headers": []})
+        )
+        await asyncio.sleep(0)  # the task is connecting; the app returns (a protocol error: failure report)
+
+    connections: list[Any] = []
+    original = post.connection.open
+
+    async def counting_open() -> None:
+        connections.append(None)
+        await original()
+
+    post.connection.open = counting_open  # type: ignore[method-assign]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await HTTPCycle({"type": "http", "headers": []}, b"", responder).run(app)
+        await asyncio.sleep(0.05)
+        gc.collect()
+    leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(connections) == 1, f"{len(connections)} connections opened for one response"
+    assert not leaked, [str(w.message) for w in leaked]
