@@ -207,9 +207,10 @@ class _Connection:
 
     def write(self, pieces: tuple[bytes, ...]) -> bool:
         """Write ``pieces`` after what is queued, without waiting; True when all of it went (what did not
-        stays queued: :meth:`drain`)."""
+        stays queued: :meth:`drain`). A few pieces, as one chunk or request makes (far under
+        :data:`_IOV_MAX`): a long queue is :meth:`queue`'s, and leaves in batches."""
         pending = self._pending
-        if pending or self.sock is None or not pieces or len(pieces) > _IOV_MAX:
+        if pending or self.sock is None or not pieces:
             pending.extend(pieces)
             return self.send_now()
         try:  # the common case, a write with nothing queued before it: no queue at all
